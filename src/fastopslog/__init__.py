@@ -1,0 +1,61 @@
+"""fastopslog: the in-memory pub/sub at the centre of a gateway's live ops log.
+
+``import fastopslog`` gives the compiled core when it is built and the pure
+implementation otherwise; ``FASTOPSLOG_NO_EXTENSIONS=1`` forces the pure one.
+``USE_EXTENSIONS`` tells which is in use.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from ._common import OpsLogStats, SubscriptionClosed
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "USE_EXTENSIONS",
+    "OpsLogBroadcaster",
+    "OpsLogEntry",
+    "OpsLogFilter",
+    "OpsLogStats",
+    "OpsLogSubscription",
+    "SubscriptionClosed",
+)
+
+NO_EXTENSIONS = bool(os.environ.get("FASTOPSLOG_NO_EXTENSIONS")) or (
+    sys.implementation.name != "cpython"
+)
+
+if TYPE_CHECKING:
+    from ._opslog_py import (
+        OpsLogBroadcaster,
+        OpsLogEntry,
+        OpsLogFilter,
+        OpsLogSubscription,
+    )
+
+    USE_EXTENSIONS: bool
+else:
+    USE_EXTENSIONS = False
+    if not NO_EXTENSIONS:
+        try:
+            from ._opslog_c import (
+                OpsLogBroadcaster,
+                OpsLogEntry,
+                OpsLogFilter,
+                OpsLogSubscription,
+            )
+        except ImportError:  # no compiler at install time: the pure fallback
+            pass
+        else:
+            USE_EXTENSIONS = True
+    if not USE_EXTENSIONS:
+        from ._opslog_py import (
+            OpsLogBroadcaster,
+            OpsLogEntry,
+            OpsLogFilter,
+            OpsLogSubscription,
+        )
