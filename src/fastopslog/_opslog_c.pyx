@@ -10,24 +10,26 @@ Data layout
     it writes a pointer and takes a reference per delivery.
 
 Locking
-    One ``cython.pymutex`` per broadcaster guards its history, counters and
-    subscription array and every subscription's ring. Acquiring it with the
-    GIL held releases the GIL while waiting, so it cannot deadlock with the
-    GIL. While holding it, code never runs Python code, never allocates a
-    Python object and never drops a reference that could be the last: any of
-    those could re-enter (a weak reference callback, a garbage-collected
-    subscription unsubscribing) and deadlock on the lock. References to let
-    go of and waiting readers to wake are parked in ``_let_go`` and
-    ``_to_wake`` and settled right after the lock is released.
+    The GIL serializes every critical section that keeps it from start to
+    end, and they all do: none runs Python code, blocks, or allocates a
+    Python object (which could start the garbage collector), and none drops
+    a reference that could be the last (a weak reference callback, or a
+    collected subscription unsubscribing, would run Python code). Such
+    references, and readers to wake, are parked in ``_let_go`` and
+    ``_to_wake`` and settled once the section is over.
 
-    Filter matching reads only ``_Key``/``_Spec`` structs and string data of
-    immutable ``str`` objects kept alive by the entries and filters that own
-    them, so it can run without the GIL while the lock is held; it does when
-    there is enough of it to pay for giving up the GIL (see BENCHMARKS.md).
+    A section that gives up the GIL for a long scan (fan-out to many
+    subscriptions, a snapshot of a long history: see BENCHMARKS.md for
+    where that pays) first takes the broadcaster's ``cython.pymutex`` and
+    raises ``_gil_free``; every other section starts with ``_wait_gil_free``,
+    which, while the flag is up, waits for the mutex without the GIL. So the
+    state read without the GIL is guarded by that mutex, and a section that
+    keeps the GIL costs no lock operation at all. Taking the mutex with the
+    GIL held releases the GIL while it waits, so the two cannot deadlock.
 
-    Python-level state of a subscription (its list of wakers) and the seal
-    of an entry rely on the GIL, so this module does not declare itself
-    free-threading compatible.
+    Because sections rely on the GIL, this module does not declare itself
+    free-threading compatible; a free-threaded CPython keeps the GIL enabled
+    while it is imported.
 """
 
 cimport cython
@@ -377,6 +379,7 @@ cdef int _put_field_int(_Buf* b, const char* key, int64_t value) except -1:
 # Entries and filters
 
 @cython.final
+@cython.no_gc  # only str fields: an entry can never be part of a cycle
 cdef class OpsLogEntry:
     """One request's ops log event. Immutable; sealed by its first publish."""
 
@@ -579,6 +582,7 @@ cdef class OpsLogEntry:
 
 
 @cython.final
+@cython.no_gc  # only a str field: a filter can never be part of a cycle
 cdef class OpsLogFilter:
     """Which entries a subscriber wants. Zero or empty fields match
     everything (so do negative ones, as in Go); set fields are AND-ed."""
@@ -752,24 +756,18 @@ cdef class OpsLogSubscription:
 
     @property
     def closed(self):
-        cdef bint closed
-        with self._broadcaster._lock:
-            closed = self._ring.closed
-        return closed
+        self._broadcaster._wait_gil_free()
+        return self._ring.closed
 
     @property
     def dropped(self):
         """Entries this subscription matched but missed for a full buffer."""
-        cdef int64_t dropped
-        with self._broadcaster._lock:
-            dropped = self._ring.dropped
-        return dropped
+        self._broadcaster._wait_gil_free()
+        return self._ring.dropped
 
     def __len__(self):
-        cdef Py_ssize_t count
-        with self._broadcaster._lock:
-            count = self._ring.count
-        return count
+        self._broadcaster._wait_gil_free()
+        return self._ring.count
 
     def __repr__(self):
         return (
@@ -787,16 +785,16 @@ cdef class OpsLogSubscription:
         cdef PyObject* entry = NULL
         cdef bint closed = False
         cdef _Ring* r = &self._ring
-        with self._broadcaster._lock:
-            if r.count:
-                entry = _ring_pop(r)
-            elif r.closed:
-                closed = True
-            elif waker is not None:
-                # list.append only reallocates memory: no Python code runs,
-                # so it is safe under the lock.
-                self._wakers.append(waker)
-                r.parked = True
+        self._broadcaster._wait_gil_free()
+        if r.count:
+            entry = _ring_pop(r)
+        elif r.closed:
+            closed = True
+        elif waker is not None:
+            # list.append only reallocates memory: no Python code runs and
+            # the GIL is kept, so the check and the registration are one step.
+            self._wakers.append(waker)
+            r.parked = True
         if closed:
             raise SubscriptionClosed("the subscription is closed and empty")
         if entry == NULL:
@@ -834,16 +832,16 @@ cdef class OpsLogSubscription:
             want = check_int("max_items", max_items)
             if want < 0:
                 raise ValueError("max_items must not be negative")
-        # One lock for the whole batch; the list is built once unlocked.
-        with self._broadcaster._lock:
-            n = r.count if want < 0 or want > r.count else want
-            if n:
-                taken = <PyObject**>PyMem_RawMalloc(n * sizeof(PyObject*))
-                if taken == NULL:
-                    no_memory = True
-                    n = 0
-            for i in range(n):
-                taken[i] = _ring_pop(r)
+        # One critical section for the whole batch; the list is built after.
+        self._broadcaster._wait_gil_free()
+        n = r.count if want < 0 or want > r.count else want
+        if n:
+            taken = <PyObject**>PyMem_RawMalloc(n * sizeof(PyObject*))
+            if taken == NULL:
+                no_memory = True
+                n = 0
+        for i in range(n):
+            taken[i] = _ring_pop(r)
         if no_memory:
             raise MemoryError()
         try:
@@ -902,7 +900,8 @@ cdef class OpsLogBroadcaster:
     """Fans each published entry out to matching subscriptions and keeps the
     last ``history_cap`` entries. ``publish`` never blocks on a subscriber."""
 
-    cdef cython.pymutex _lock
+    cdef cython.pymutex _lock          # held by a section working without the GIL
+    cdef bint _gil_free               # ... and raised while it does
     cdef _Slot* _history
     cdef Py_ssize_t _history_cap
     cdef Py_ssize_t _history_head     # the slot the next publish writes
@@ -913,8 +912,8 @@ cdef class OpsLogBroadcaster:
     cdef _SubSlot* _subs
     cdef Py_ssize_t _n_subs
     cdef Py_ssize_t _subs_cap
-    cdef _PtrVec _let_go              # references to drop once unlocked
-    cdef _PtrVec _to_wake             # waker lists (owned) to wake once unlocked
+    cdef _PtrVec _let_go              # references to drop after the critical section
+    cdef _PtrVec _to_wake             # waker lists (owned) to wake after it
     cdef object __weakref__
 
     def __init__(self, history_cap=DEFAULT_HISTORY_CAP):
@@ -938,6 +937,25 @@ cdef class OpsLogBroadcaster:
         PyMem_Free(self._subs)
         self._settle()
 
+    cdef inline void _wait_gil_free(self) noexcept:
+        """Start a critical section that keeps the GIL: wait out a section
+        that works without it."""
+        if self._gil_free:
+            # Blocks without the GIL; the GIL-free section lowers the flag
+            # before it releases the mutex, and no other can start while
+            # this thread keeps the GIL.
+            self._lock.acquire()
+            self._lock.release()
+
+    cdef inline void _enter_gil_free(self) noexcept:
+        """Start a critical section that will give up the GIL."""
+        self._lock.acquire()
+        self._gil_free = True
+
+    cdef inline void _exit_gil_free(self) noexcept:
+        self._gil_free = False
+        self._lock.release()
+
     @property
     def history_cap(self):
         return self._history_cap
@@ -955,29 +973,35 @@ cdef class OpsLogBroadcaster:
         cdef OpsLogEntry e
         cdef PyObject* evicted = NULL
         cdef Py_ssize_t delivered, wake_from, i
+        cdef bint gil_free
         cdef _Slot* slot
         if type(entry) is not OpsLogEntry:
             raise TypeError(f"publish() needs an OpsLogEntry, not {type(entry).__name__}")
         e = <OpsLogEntry>entry
         while True:
             if e._seq:
-                # Sealed by an earlier publish: publish a copy. Allocate it
-                # before locking, as nothing may allocate under the lock.
+                # Sealed by an earlier publish: publish a copy, made before
+                # the critical section, where nothing may allocate.
                 e = e._copy()
-            self._lock.acquire()
-            # Taking the lock may have let another thread seal ``e``; the
-            # check and the seal below run with the GIL held, so no one can
-            # seal it between them.
+            gil_free = self._n_subs >= NOGIL_MIN_SUBSCRIBERS
+            if gil_free:
+                self._enter_gil_free()
+            else:
+                self._wait_gil_free()
+            # Waiting gave up the GIL, so another thread may have sealed
+            # ``e`` meanwhile; from this check to the seal below the GIL is
+            # kept, so no one can.
             if not e._seq:
                 break
-            self._lock.release()
+            if gil_free:
+                self._exit_gil_free()
         self._seq += 1
         self._published += 1
         e._seq = self._seq
         if not e._us:
             e._us = _now_us()
             # The dropped rendering (of time 0) is a str: freeing it runs no
-            # Python code, so it is safe under the lock.
+            # Python code, so it is safe here.
             e._json = None
         if self._history_cap:
             slot = &self._history[self._history_head]
@@ -993,10 +1017,10 @@ cdef class OpsLogBroadcaster:
                 self._history_len += 1
         if self._n_subs:
             wake_from = self._to_wake.length
-            if self._n_subs >= NOGIL_MIN_SUBSCRIBERS:
+            if gil_free:
                 with nogil:
                     # Safe without the GIL: _fan_out touches only the
-                    # structs this lock guards and the memory of str
+                    # structs _lock now guards and the memory of str
                     # objects their owners keep alive; references are
                     # taken below, once the GIL is back.
                     delivered = self._fan_out(<PyObject*>e, &e._key)
@@ -1008,7 +1032,8 @@ cdef class OpsLogBroadcaster:
                 _incref(<PyObject*>e)
             for i in range(wake_from, self._to_wake.length):
                 _incref(self._to_wake.items[i])
-        self._lock.release()
+        if gil_free:
+            self._exit_gil_free()
         if evicted != NULL:
             _decref(evicted)
         if self._let_go.length or self._to_wake.length:
@@ -1018,7 +1043,7 @@ cdef class OpsLogBroadcaster:
     @cython.wraparound(False)
     cdef Py_ssize_t _fan_out(self, PyObject* entry, const _Key* key) noexcept nogil:
         """Offer ``entry`` to every matching ring; the number of rings that
-        took it. Called with the lock held, with or without the GIL."""
+        took it. Runs in a critical section, with or without the GIL."""
         cdef Py_ssize_t i, at, delivered = 0
         cdef int64_t dropped = 0
         cdef _SubSlot* s
@@ -1051,17 +1076,18 @@ cdef class OpsLogBroadcaster:
         return delivered
 
     cdef void _settle(self) noexcept:
-        """Drop parked references and wake parked readers, unlocked. Any
-        thread may settle what another parked: each item is taken once."""
+        """Drop parked references and wake parked readers, outside any
+        critical section. Any thread may settle what another parked: each
+        item is taken once."""
         cdef _PtrVec let_go, to_wake
         cdef Py_ssize_t i
-        with self._lock:
-            let_go = self._let_go
-            to_wake = self._to_wake
-            self._let_go.items = NULL
-            self._let_go.length = self._let_go.cap = 0
-            self._to_wake.items = NULL
-            self._to_wake.length = self._to_wake.cap = 0
+        self._wait_gil_free()
+        let_go = self._let_go
+        to_wake = self._to_wake
+        self._let_go.items = NULL
+        self._let_go.length = self._let_go.cap = 0
+        self._to_wake.items = NULL
+        self._to_wake.length = self._to_wake.cap = 0
         for i in range(to_wake.length):
             _wake_all(<list>to_wake.items[i])
             _decref(to_wake.items[i])
@@ -1114,24 +1140,24 @@ cdef class OpsLogBroadcaster:
         sub._ring.cap = cap
         sub._ring.drop_oldest = overflow == DROP_OLDEST
         sub._ring.wakers = <PyObject*>sub._wakers
-        with self._lock:
-            if self._n_subs == self._subs_cap:
-                grown = <_SubSlot*>PyMem_RawRealloc(
-                    self._subs, (self._subs_cap * 2 + 8) * sizeof(_SubSlot)
-                )
-                if grown != NULL:
-                    self._subs = grown
-                    self._subs_cap = self._subs_cap * 2 + 8
-            if self._n_subs == self._subs_cap:
-                registered = False
-            elif want_replay or since >= 0:
-                sub.history_gap = self._prime(sub, want_replay, since)
-            if registered:
-                sub._index = self._n_subs
-                self._subs[self._n_subs].spec = flt._spec
-                self._subs[self._n_subs].ring = &sub._ring
-                self._subs[self._n_subs].owner = <PyObject*>sub
-                self._n_subs += 1
+        self._wait_gil_free()
+        if self._n_subs == self._subs_cap:
+            grown = <_SubSlot*>PyMem_RawRealloc(
+                self._subs, (self._subs_cap * 2 + 8) * sizeof(_SubSlot)
+            )
+            if grown != NULL:
+                self._subs = grown
+                self._subs_cap = self._subs_cap * 2 + 8
+        if self._n_subs == self._subs_cap:
+            registered = False
+        elif want_replay or since >= 0:
+            sub.history_gap = self._prime(sub, want_replay, since)
+        if registered:
+            sub._index = self._n_subs
+            self._subs[self._n_subs].spec = flt._spec
+            self._subs[self._n_subs].ring = &sub._ring
+            self._subs[self._n_subs].owner = <PyObject*>sub
+            self._n_subs += 1
         if not registered:
             # Its dealloc finds nothing to remove: _broadcaster is unset.
             raise MemoryError()
@@ -1141,7 +1167,8 @@ cdef class OpsLogBroadcaster:
 
     cdef bint _prime(self, OpsLogSubscription sub, int64_t replay, int64_t since):
         """Fill ``sub`` from history (newest ``buf_size`` at most); whether
-        entries after ``since`` may be missing. Called under the lock."""
+        entries after ``since`` may be missing. Runs in subscribe's
+        critical section."""
         cdef _Ring* r = &sub._ring
         cdef const _Spec* spec = &sub.filter._spec
         cdef Py_ssize_t want = r.cap if since >= 0 else min(replay, r.cap)
@@ -1173,19 +1200,21 @@ cdef class OpsLogBroadcaster:
     cdef void _remove(self, OpsLogSubscription sub) noexcept:
         """Take ``sub`` out of fan-out (once) and mark it closed."""
         cdef Py_ssize_t i, last
-        with self._lock:
-            if sub._ring.closed:
-                return
-            sub._ring.closed = True
-            sub._ring.parked = False
-            i = sub._index
-            last = self._n_subs - 1
-            if i != last:
-                # Fill the hole with the last slot and tell its owner.
-                self._subs[i] = self._subs[last]
-                (<OpsLogSubscription>self._subs[i].owner)._index = i
-            self._n_subs = last
-            sub._index = -1
+        self._wait_gil_free()
+        if sub._ring.closed:
+            return
+        sub._ring.closed = True
+        sub._ring.parked = False
+        i = sub._index
+        last = self._n_subs - 1
+        if i != last:
+            # Fill the hole with the last slot and tell its owner; the cast
+            # of a borrowed pointer takes and drops a reference to a live
+            # object, which frees nothing.
+            self._subs[i] = self._subs[last]
+            (<OpsLogSubscription>self._subs[i].owner)._index = i
+        self._n_subs = last
+        sub._index = -1
 
     def snapshot(self, filter=None, max_entries=0):
         """History oldest to newest, filtered, then the last ``max_entries``
@@ -1194,24 +1223,32 @@ cdef class OpsLogBroadcaster:
         cdef int64_t limit
         cdef Py_ssize_t n = 0, i
         cdef PyObject** picked = NULL
+        cdef bint gil_free, no_memory = False
         cdef list result
         if flt is None:
             raise TypeError(f"filter must be an OpsLogFilter or None, not {type(filter).__name__}")
         limit = check_int("max_entries", max_entries)
-        with self._lock:
-            if self._history_len:
-                picked = <PyObject**>PyMem_RawMalloc(self._history_len * sizeof(PyObject*))
-                if picked != NULL:
-                    if self._history_len >= NOGIL_MIN_HISTORY:
-                        with nogil:
-                            # Safe without the GIL: reads history structs
-                            # this lock guards; references are taken below.
-                            n = self._pick(&flt._spec, limit, picked)
-                    else:
-                        n = self._pick(&flt._spec, limit, picked)
-                    for i in range(n):
-                        _incref(picked[i])
-        if self._history_len and picked == NULL:
+        gil_free = self._history_len >= NOGIL_MIN_HISTORY
+        if gil_free:
+            self._enter_gil_free()
+        else:
+            self._wait_gil_free()
+        if self._history_len:
+            picked = <PyObject**>PyMem_RawMalloc(self._history_len * sizeof(PyObject*))
+            no_memory = picked == NULL
+        if picked != NULL:
+            if gil_free:
+                with nogil:
+                    # Safe without the GIL: reads history structs _lock now
+                    # guards; references are taken below, with the GIL.
+                    n = self._pick(&flt._spec, limit, picked)
+            else:
+                n = self._pick(&flt._spec, limit, picked)
+            for i in range(n):
+                _incref(picked[i])
+        if gil_free:
+            self._exit_gil_free()
+        if no_memory:
             raise MemoryError()
         try:
             result = PyList_New(n)
@@ -1221,7 +1258,7 @@ cdef class OpsLogBroadcaster:
             PyMem_RawFree(picked)
             raise
         for i in range(n):
-            # Hands over the reference taken under the lock; ``picked``
+            # Hands over the reference taken above; ``picked``
             # holds the newest first.
             _list_steal(result, n - 1 - i, picked[i])
         PyMem_RawFree(picked)
@@ -1231,7 +1268,7 @@ cdef class OpsLogBroadcaster:
     @cython.wraparound(False)
     cdef Py_ssize_t _pick(self, const _Spec* spec, int64_t limit, PyObject** out) noexcept nogil:
         """Matching history entries, newest first, at most ``limit`` when
-        positive. Called with the lock held, with or without the GIL."""
+        positive. Runs in a critical section, with or without the GIL."""
         cdef Py_ssize_t i, idx, n = 0
         for i in range(self._history_len):
             idx = self._history_head - 1 - i
@@ -1247,8 +1284,8 @@ cdef class OpsLogBroadcaster:
     def stats(self):
         cdef int64_t published, dropped
         cdef Py_ssize_t subscribers
-        with self._lock:
-            published = self._published
-            dropped = self._dropped
-            subscribers = self._n_subs
+        self._wait_gil_free()
+        published = self._published
+        dropped = self._dropped
+        subscribers = self._n_subs
         return OpsLogStats(published, dropped, subscribers)

@@ -98,11 +98,11 @@ class _AsyncWaker:
         self._thread = threading.get_ident()
 
     def __call__(self) -> None:
-        if threading.get_ident() == self._thread:
-            _resolve(self._future)
-            return
         try:
-            self._loop.call_soon_threadsafe(_resolve, self._future)
+            if threading.get_ident() == self._thread:
+                _resolve(self._future)
+            else:
+                self._loop.call_soon_threadsafe(_resolve, self._future)
         except RuntimeError:
             # The loop is closed: nobody is left to wake.
             pass
