@@ -18,11 +18,11 @@ Locking
     references, and readers to wake, are parked in ``_let_go`` and
     ``_to_wake`` and settled once the section is over.
 
-    A section that gives up the GIL for a long scan (fan-out to many
-    subscriptions, a snapshot of a long history: see BENCHMARKS.md for
-    where that pays) first takes the broadcaster's ``cython.pymutex`` and
-    raises ``_gil_free``; every other section starts with ``_wait_gil_free``,
-    which, while the flag is up, waits for the mutex without the GIL. So the
+    A section that gives up the GIL for a long scan (a snapshot of a long
+    history: see BENCHMARKS.md for where that pays) first takes the
+    broadcaster's ``cython.pymutex`` and raises ``_gil_free``; every other
+    section starts with ``_wait_gil_free``, which, while the flag is up,
+    waits for the mutex without the GIL. So the
     state read without the GIL is guarded by that mutex, and a section that
     keeps the GIL costs no lock operation at all. Taking the mutex with the
     GIL held releases the GIL while it waits, so the two cannot deadlock.
@@ -90,10 +90,20 @@ cdef object _EMPTY = _waiting.EMPTY
 cdef double _TIME_MIN_S = TIME_MIN_US / 1e6
 cdef double _TIME_END_S = (TIME_MAX_US + 1) / 1e6
 
-# Below these sizes, matching takes less time than releasing and
-# re-acquiring the GIL costs; see BENCHMARKS.md for the measurements.
-cdef Py_ssize_t NOGIL_MIN_SUBSCRIBERS = 1 << 30
-cdef Py_ssize_t NOGIL_MIN_HISTORY = 1 << 30
+# A snapshot scans history without the GIL from this many entries on. Below
+# it, giving up the GIL costs more than the scan: the GIL comes back only
+# after another busy thread lets go of it. Publish never gives it up, as that
+# wait would land on the request hot path. BENCHMARKS.md has the figures.
+cdef Py_ssize_t NOGIL_MIN_HISTORY = 50_000
+
+
+def _set_nogil_min_history(Py_ssize_t entries):
+    """Set NOGIL_MIN_HISTORY and return the previous value: for the
+    benchmark that chose it and the tests that reach both paths."""
+    global NOGIL_MIN_HISTORY
+    previous = NOGIL_MIN_HISTORY
+    NOGIL_MIN_HISTORY = entries
+    return previous
 
 
 # ---------------------------------------------------------------------------
@@ -973,7 +983,6 @@ cdef class OpsLogBroadcaster:
         cdef OpsLogEntry e
         cdef PyObject* evicted = NULL
         cdef Py_ssize_t delivered, wake_from, i
-        cdef bint gil_free
         cdef _Slot* slot
         if type(entry) is not OpsLogEntry:
             raise TypeError(f"publish() needs an OpsLogEntry, not {type(entry).__name__}")
@@ -983,18 +992,12 @@ cdef class OpsLogBroadcaster:
                 # Sealed by an earlier publish: publish a copy, made before
                 # the critical section, where nothing may allocate.
                 e = e._copy()
-            gil_free = self._n_subs >= NOGIL_MIN_SUBSCRIBERS
-            if gil_free:
-                self._enter_gil_free()
-            else:
-                self._wait_gil_free()
+            self._wait_gil_free()
             # Waiting gave up the GIL, so another thread may have sealed
             # ``e`` meanwhile; from this check to the seal below the GIL is
             # kept, so no one can.
             if not e._seq:
                 break
-            if gil_free:
-                self._exit_gil_free()
         self._seq += 1
         self._published += 1
         e._seq = self._seq
@@ -1017,23 +1020,13 @@ cdef class OpsLogBroadcaster:
                 self._history_len += 1
         if self._n_subs:
             wake_from = self._to_wake.length
-            if gil_free:
-                with nogil:
-                    # Safe without the GIL: _fan_out touches only the
-                    # structs _lock now guards and the memory of str
-                    # objects their owners keep alive; references are
-                    # taken below, once the GIL is back.
-                    delivered = self._fan_out(<PyObject*>e, &e._key)
-            else:
-                delivered = self._fan_out(<PyObject*>e, &e._key)
+            delivered = self._fan_out(<PyObject*>e, &e._key)
             # One reference per ring that now holds the entry, one per waker
             # list parked for waking; both owned until settled or read.
             for i in range(delivered):
                 _incref(<PyObject*>e)
             for i in range(wake_from, self._to_wake.length):
                 _incref(self._to_wake.items[i])
-        if gil_free:
-            self._exit_gil_free()
         if evicted != NULL:
             _decref(evicted)
         if self._let_go.length or self._to_wake.length:
@@ -1043,7 +1036,8 @@ cdef class OpsLogBroadcaster:
     @cython.wraparound(False)
     cdef Py_ssize_t _fan_out(self, PyObject* entry, const _Key* key) noexcept nogil:
         """Offer ``entry`` to every matching ring; the number of rings that
-        took it. Runs in a critical section, with or without the GIL."""
+        took it. ``nogil`` proves it runs no Python code; references are
+        the caller's to take."""
         cdef Py_ssize_t i, at, delivered = 0
         cdef int64_t dropped = 0
         cdef _SubSlot* s
