@@ -45,6 +45,11 @@ INT64_MAX = 2**63 - 1
 # 0001-01-01T00:00:00Z <= time < 10000-01-01T00:00:00Z.
 TIME_MIN_US = -62135596800 * 1_000_000
 TIME_MAX_US = 253402300800 * 1_000_000 - 1
+# Go's zero time, the first instant of year 1, is how Go renders a time
+# that was never set. Here an unset time is 0, so that instant renders an
+# unset time and cannot be set itself.
+GO_ZERO_TIME_US = TIME_MIN_US
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 
 DEFAULT_HISTORY_CAP = 1000
 DEFAULT_BUF_SIZE = 1024
@@ -110,7 +115,10 @@ def time_to_us(value: object) -> int:
         raise ValueError(f"time={value!r} is not a finite time in the years 1 to 9999")
     # floor(x + 0.5), not round(): the compiled core does the same double
     # arithmetic in C, so both implementations quantize every float alike.
-    return math.floor(seconds * 1e6 + 0.5)
+    us = math.floor(seconds * 1e6 + 0.5)
+    if us == GO_ZERO_TIME_US:
+        raise ValueError(f"time={value!r} is Go's zero time, which stands for an unset time")
+    return us
 
 
 def entry_repr(entry: object) -> str:
@@ -150,7 +158,9 @@ def entry_kwargs_from_dict(data: object) -> tuple[int, dict[str, object]]:
         us = 0
     elif isinstance(raw_time, str):
         us = parse_time(raw_time)
-        if not TIME_MIN_US <= us <= TIME_MAX_US:
+        if us == GO_ZERO_TIME_US:
+            us = 0
+        elif not TIME_MIN_US <= us <= TIME_MAX_US:
             raise ValueError(f"time {raw_time!r} is outside the years 1 to 9999")
     else:
         raise TypeError(f"time must be an RFC 3339 string, not {type(raw_time).__name__}")

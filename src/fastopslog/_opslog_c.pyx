@@ -62,6 +62,7 @@ from ._common import (
     DEFAULT_HISTORY_CAP,
     DROP_NEWEST,
     DROP_OLDEST,
+    GO_ZERO_TIME_US,
     OVERFLOW_POLICIES,
     TIME_MAX_US,
     TIME_MIN_US,
@@ -197,11 +198,15 @@ cdef inline str _str(str name, object value):
 
 cdef inline int64_t _time_us(object value) except? -1:
     cdef double seconds
+    cdef int64_t us
     if PyFloat_CheckExact(value):
         seconds = PyFloat_AS_DOUBLE(value)
-        # The same double arithmetic as the pure ``time_to_us``.
+        # The same double arithmetic as the pure ``time_to_us``, which
+        # raises the errors.
         if _TIME_MIN_S <= seconds < _TIME_END_S:
-            return <int64_t>floor(seconds * 1e6 + 0.5)
+            us = <int64_t>floor(seconds * 1e6 + 0.5)
+            if us != GO_ZERO_TIME_US:
+                return us
     return time_to_us(value)
 
 
@@ -541,7 +546,8 @@ cdef class OpsLogEntry:
         b.cap = 0
         try:
             _put(&b, b'{"time":"', 9)
-            _put_time(&b, self._us)
+            # An unset time renders as Go's zero time, as Go renders it.
+            _put_time(&b, self._us if self._us else GO_ZERO_TIME_US)
             _put(&b, b'"', 1)
             _put_field_str(&b, b',"method":', self.method)
             _put_field_str(&b, b',"path":', self.path)

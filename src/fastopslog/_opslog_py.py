@@ -24,6 +24,7 @@ from ._common import (
     DEFAULT_HISTORY_CAP,
     DROP_NEWEST,
     DROP_OLDEST,
+    GO_ZERO_TIME,
     INT64_MAX,
     INT64_MIN,
     OVERFLOW_POLICIES,
@@ -251,7 +252,7 @@ class OpsLogEntry:
         return rendered
 
     def _render(self) -> str:
-        out = ['{"time":"', format_time(self._us), '"']
+        out = ['{"time":"', format_time(self._us) if self._us else GO_ZERO_TIME, '"']
         if self.method:
             out.append(',"method":' + quote(self.method))
         if self.path:

@@ -48,6 +48,8 @@ def check_timeout(timeout: float | None) -> float | None:
         raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
     if not timeout >= 0:
         raise ValueError("timeout must be a non-negative number")
+    if timeout == float("inf"):
+        return None
     return float(timeout)
 
 
