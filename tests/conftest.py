@@ -99,6 +99,12 @@ def impl(request: pytest.FixtureRequest) -> ModuleType:
     ``OpsLogFilter``, ``OpsLogBroadcaster``, ``OpsLogSubscription``."""
     if request.param == "pure":
         return importlib.import_module(PURE_MODULE)
+    return request.getfixturevalue("c_impl")
+
+
+@pytest.fixture(scope="session")
+def c_impl(request: pytest.FixtureRequest) -> ModuleType:
+    """The compiled core, for the tests of what only it has."""
     if not request.config.getoption("c_extensions"):
         pytest.skip("compiled core disabled by --no-c-extensions")
     module, error = _import_c()
