@@ -922,8 +922,7 @@ cdef class OpsLogBroadcaster:
     cdef Py_ssize_t _history_cap
     cdef Py_ssize_t _history_head     # the slot the next publish writes
     cdef Py_ssize_t _history_len
-    cdef int64_t _seq
-    cdef int64_t _published
+    cdef int64_t _seq                 # also the number of publish calls
     cdef int64_t _dropped
     cdef _SubSlot* _subs
     cdef Py_ssize_t _n_subs
@@ -1005,7 +1004,6 @@ cdef class OpsLogBroadcaster:
             if not e._seq:
                 break
         self._seq += 1
-        self._published += 1
         e._seq = self._seq
         if not e._us:
             e._us = _now_us()
@@ -1285,7 +1283,7 @@ cdef class OpsLogBroadcaster:
         cdef int64_t published, dropped
         cdef Py_ssize_t subscribers
         self._wait_gil_free()
-        published = self._published
+        published = self._seq
         dropped = self._dropped
         subscribers = self._n_subs
         return OpsLogStats(published, dropped, subscribers)

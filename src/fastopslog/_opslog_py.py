@@ -1,11 +1,14 @@
 """The pure-Python implementation: the reference, the fallback, the type source.
 
-Locking: one re-entrant lock per broadcaster guards its history, counters,
-subscriptions and every subscription's buffer. It is re-entrant because a
-subscription that the garbage collector finds unreachable unsubscribes from
-``__del__``, and the collector may run inside a publish on the same thread.
-Readers block outside the lock (see ``_waiting``) and publishes call wakers
-after releasing it.
+Locking: one re-entrant lock, ``_LOCK``, guards every broadcaster's history,
+counters and subscriptions, every subscription's buffer, and the seal of
+every entry. One lock for all makes sealing atomic across broadcasters (two
+of them publishing the same fresh entry at once cannot both claim it) at the
+price of one lock operation per publish; Python code runs one thread at a
+time anyway. It is re-entrant because a subscription that the garbage
+collector finds unreachable unsubscribes from ``__del__``, and the collector
+may run inside a publish on the same thread. Readers block outside the lock
+(see ``_waiting``) and publishes call wakers after releasing it.
 """
 
 from __future__ import annotations
@@ -50,9 +53,7 @@ __all__ = (
 Overflow = Literal["drop_newest", "drop_oldest"]
 
 _set = object.__setattr__
-# Sealing must be atomic across broadcasters: two of them publishing the same
-# fresh entry at once must not both claim it.
-_SEAL_LOCK = threading.Lock()
+_LOCK = threading.RLock()
 
 
 def _ints(*values: object) -> bool:
@@ -428,11 +429,9 @@ class OpsLogBroadcaster:
     last ``history_cap`` entries. ``publish`` never blocks on a subscriber."""
 
     __slots__ = (
-        "_lock",
         "_history",
         "_history_cap",
         "_seq",
-        "_published",
         "_dropped",
         "_subs",
         "_routes",
@@ -441,13 +440,11 @@ class OpsLogBroadcaster:
 
     def __init__(self, history_cap: int = DEFAULT_HISTORY_CAP) -> None:
         history_cap = max(0, check_capacity("history_cap", history_cap))
-        self._lock = threading.RLock()
         self._history: deque[OpsLogEntry] | None = (
             deque(maxlen=history_cap) if history_cap else None
         )
         self._history_cap = history_cap
         self._seq = 0
-        self._published = 0
         self._dropped = 0
         self._subs: dict[int, _Sub] = {}
         self._routes: _Routes | None = None
@@ -469,19 +466,17 @@ class OpsLogBroadcaster:
         if type(entry) is not OpsLogEntry:
             raise TypeError(f"publish() needs an OpsLogEntry, not {type(entry).__name__}")
         wakers = None
-        with self._lock:
+        with _LOCK:
+            # Every call gets the next seq, so seq is also the publish count.
             seq = self._seq + 1
             self._seq = seq
-            self._published += 1
-            with _SEAL_LOCK:
-                fresh = entry._seq == 0
-                if fresh:
-                    if entry._us == 0:
-                        _set(entry, "_us", time_ns() // 1000)
-                        _set(entry, "_json", None)
-                    _set(entry, "_seq", seq)
-            if not fresh:
+            if entry._seq:
                 entry = entry._sealed_copy(seq)
+            else:
+                if entry._us == 0:
+                    _set(entry, "_us", time_ns() // 1000)
+                    _set(entry, "_json", None)
+                _set(entry, "_seq", seq)
             if self._history is not None:
                 self._history.append(entry)
             routes = self._routes
@@ -563,7 +558,7 @@ class OpsLogBroadcaster:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
         sub = _Sub(flt, buf_size, overflow == DROP_OLDEST)
         handle = OpsLogSubscription(self, sub, flt, overflow)
-        with self._lock:
+        with _LOCK:
             if replay or since_seq is not None:
                 handle._history_gap = self._prime(sub, flt, replay, since_seq)
             self._subs[id(sub)] = sub
@@ -595,7 +590,7 @@ class OpsLogBroadcaster:
         return gap or since_seq + 1 < first_kept or since_seq > self._seq
 
     def _unsubscribe(self, sub: _Sub) -> None:
-        with self._lock:
+        with _LOCK:
             if sub.closed:
                 return
             sub.closed = True
@@ -611,7 +606,7 @@ class OpsLogBroadcaster:
         if filter is not None and type(filter) is not OpsLogFilter:
             raise TypeError(f"filter must be an OpsLogFilter or None, not {type(filter).__name__}")
         max_entries = check_int("max_entries", max_entries)
-        with self._lock:
+        with _LOCK:
             entries = list(self._history) if self._history else []
         # Sealed entries never change, so filtering needs no lock.
         if filter is not None and filter != _MATCH_ALL:
@@ -621,8 +616,8 @@ class OpsLogBroadcaster:
         return entries
 
     def stats(self) -> OpsLogStats:
-        with self._lock:
-            return OpsLogStats(self._published, self._dropped, len(self._subs))
+        with _LOCK:
+            return OpsLogStats(self._seq, self._dropped, len(self._subs))
 
 
 class OpsLogSubscription:
@@ -631,14 +626,13 @@ class OpsLogSubscription:
     ``unsubscribe()`` or a ``with`` block. Garbage collection unsubscribes a
     subscription that was dropped without it."""
 
-    __slots__ = ("_broadcaster", "_sub", "_lock", "_filter", "_overflow", "_history_gap", "__weakref__")
+    __slots__ = ("_broadcaster", "_sub", "_filter", "_overflow", "_history_gap", "__weakref__")
 
     def __init__(
         self, broadcaster: OpsLogBroadcaster, sub: _Sub, flt: OpsLogFilter, overflow: str
     ) -> None:
         self._broadcaster = broadcaster
         self._sub = sub
-        self._lock = broadcaster._lock
         self._filter = flt
         self._overflow = overflow
         self._history_gap = False
@@ -689,7 +683,7 @@ class OpsLogSubscription:
 
     def _pop_or_park(self, waker: Callable[[], object] | None) -> OpsLogEntry:
         sub = self._sub
-        with self._lock:
+        with _LOCK:
             if sub.buf:
                 return sub.buf.popleft()
             if sub.closed:
@@ -699,7 +693,7 @@ class OpsLogSubscription:
             return _waiting.EMPTY  # type: ignore[no-any-return]
 
     def _unpark(self, waker: Callable[[], object]) -> None:
-        with self._lock:
+        with _LOCK:
             try:
                 self._sub.waiters.remove(waker)
             except ValueError:
@@ -723,7 +717,7 @@ class OpsLogSubscription:
             if max_items < 0:
                 raise ValueError("max_items must not be negative")
         buf = self._sub.buf
-        with self._lock:
+        with _LOCK:
             if max_items is None or max_items >= len(buf):
                 items = list(buf)
                 buf.clear()
