@@ -2,8 +2,9 @@
 """The compiled core: the same API and behaviour as ``_opslog_py``.
 
 Data layout
-    History is a ring of ``_Slot`` structs: the fields filters read (a
-    ``_Key``) beside a strong reference to the immutable entry. Live
+    History is a ring kept as two parallel arrays: the fields filters read
+    (``_Key`` structs) and strong references to the immutable entries, so a
+    filtered scan reads only keys and an unfiltered one only pointers. Live
     subscriptions are a growable array of ``_SubSlot`` structs: the filter as
     a ``_Spec`` beside a pointer to the subscription's bounded ring of entry
     references, allocated once at subscribe time. A publish copies no entry:
@@ -136,11 +137,6 @@ cdef struct _Spec:
     int64_t min_latency_ms
     _Model model
     bint everything
-
-cdef struct _Slot:
-    _Key key
-    int64_t seq
-    PyObject* entry        # owned reference; NULL when the slot is empty
 
 
 cdef inline bint _same_model(const _Model* a, const _Model* b) noexcept nogil:
@@ -918,7 +914,11 @@ cdef class OpsLogBroadcaster:
 
     cdef cython.pymutex _lock          # held by a section working without the GIL
     cdef bint _gil_free               # ... and raised while it does
-    cdef _Slot* _history
+    # History: slot i holds an owned reference (NULL while empty) and its
+    # key. Seqs need no array: the newest entry has seq _seq, the one before
+    # it _seq - 1, and so on.
+    cdef PyObject** _history
+    cdef _Key* _history_keys
     cdef Py_ssize_t _history_cap
     cdef Py_ssize_t _history_head     # the slot the next publish writes
     cdef Py_ssize_t _history_len
@@ -929,26 +929,31 @@ cdef class OpsLogBroadcaster:
     cdef Py_ssize_t _subs_cap
     cdef _PtrVec _let_go              # references to drop after the critical section
     cdef _PtrVec _to_wake             # waker lists (owned) to wake after it
+    cdef bint _ready
     cdef object __weakref__
 
     def __init__(self, history_cap=DEFAULT_HISTORY_CAP):
         cdef Py_ssize_t cap = max(0, check_capacity("history_cap", history_cap))
-        if self._history != NULL:
+        if self._ready:
             raise TypeError("OpsLogBroadcaster is already initialised")
         if cap:
-            self._history = <_Slot*>PyMem_Calloc(cap, sizeof(_Slot))
-            if self._history == NULL:
+            self._history = <PyObject**>PyMem_Calloc(cap, sizeof(PyObject*))
+            self._history_keys = <_Key*>PyMem_Calloc(cap, sizeof(_Key))
+            if self._history == NULL or self._history_keys == NULL:
+                # __dealloc__ frees whichever was allocated.
                 raise MemoryError()
         self._history_cap = cap
+        self._ready = True
 
     def __dealloc__(self):
         cdef Py_ssize_t i
         # Subscriptions hold their broadcaster, so none is left here.
         if self._history != NULL:
             for i in range(self._history_cap):
-                if self._history[i].entry != NULL:
-                    _decref(self._history[i].entry)
-            PyMem_Free(self._history)
+                if self._history[i] != NULL:
+                    _decref(self._history[i])
+        PyMem_Free(self._history)
+        PyMem_Free(self._history_keys)
         PyMem_Free(self._subs)
         self._settle()
 
@@ -988,7 +993,6 @@ cdef class OpsLogBroadcaster:
         cdef OpsLogEntry e
         cdef PyObject* evicted = NULL
         cdef Py_ssize_t delivered, wake_from, i
-        cdef _Slot* slot
         if type(entry) is not OpsLogEntry:
             raise TypeError(f"publish() needs an OpsLogEntry, not {type(entry).__name__}")
         e = <OpsLogEntry>entry
@@ -1011,12 +1015,10 @@ cdef class OpsLogBroadcaster:
             # Python code, so it is safe here.
             e._json = None
         if self._history_cap:
-            slot = &self._history[self._history_head]
-            evicted = slot.entry
+            evicted = self._history[self._history_head]
             _incref(<PyObject*>e)
-            slot.entry = <PyObject*>e
-            slot.key = e._key
-            slot.seq = e._seq
+            self._history[self._history_head] = <PyObject*>e
+            self._history_keys[self._history_head] = e._key
             self._history_head += 1
             if self._history_head == self._history_cap:
                 self._history_head = 0
@@ -1172,23 +1174,22 @@ cdef class OpsLogBroadcaster:
         cdef Py_ssize_t want = r.cap if since >= 0 else min(replay, r.cap)
         cdef Py_ssize_t i, idx, picked = 0
         cdef bint gap = False
-        cdef _Slot* slot
-        # Newest first, into the ring from its far end, so that it ends up
-        # oldest to newest starting at index cap - picked.
+        # Newest first (the i-th newest has seq _seq - i), into the ring
+        # from its far end, so that it ends up oldest to newest starting at
+        # index cap - picked.
         for i in range(self._history_len):
+            if since >= 0 and self._seq - i <= since:
+                break
             idx = self._history_head - 1 - i
             if idx < 0:
                 idx += self._history_cap
-            slot = &self._history[idx]
-            if since >= 0 and slot.seq <= since:
-                break
-            if _matches(spec, &slot.key):
+            if _matches(spec, &self._history_keys[idx]):
                 if picked == want:
                     gap = since >= 0
                     break
                 picked += 1
-                _incref(slot.entry)
-                r.items[r.cap - picked] = slot.entry
+                _incref(self._history[idx])
+                r.items[r.cap - picked] = self._history[idx]
         r.count = picked
         r.head = (r.cap - picked) % r.cap
         if since < 0:
@@ -1226,7 +1227,8 @@ cdef class OpsLogBroadcaster:
         if flt is None:
             raise TypeError(f"filter must be an OpsLogFilter or None, not {type(filter).__name__}")
         limit = check_int("max_entries", max_entries)
-        gil_free = self._history_len >= NOGIL_MIN_HISTORY
+        # Only a filtered scan is worth giving up the GIL for.
+        gil_free = not flt._spec.everything and self._history_len >= NOGIL_MIN_HISTORY
         if gil_free:
             self._enter_gil_free()
         else:
@@ -1237,7 +1239,7 @@ cdef class OpsLogBroadcaster:
         if picked != NULL:
             if gil_free:
                 with nogil:
-                    # Safe without the GIL: reads history structs _lock now
+                    # Safe without the GIL: reads history arrays _lock now
                     # guards; references are taken below, with the GIL.
                     n = self._pick(&flt._spec, limit, picked)
             else:
@@ -1268,12 +1270,22 @@ cdef class OpsLogBroadcaster:
         """Matching history entries, newest first, at most ``limit`` when
         positive. Runs in a critical section, with or without the GIL."""
         cdef Py_ssize_t i, idx, n = 0
-        for i in range(self._history_len):
+        cdef Py_ssize_t last = self._history_len
+        if spec.everything:
+            if 0 < limit < last:
+                last = limit
+            for i in range(last):
+                idx = self._history_head - 1 - i
+                if idx < 0:
+                    idx += self._history_cap
+                out[i] = self._history[idx]
+            return last
+        for i in range(last):
             idx = self._history_head - 1 - i
             if idx < 0:
                 idx += self._history_cap
-            if _matches(spec, &self._history[idx].key):
-                out[n] = self._history[idx].entry
+            if _matches(spec, &self._history_keys[idx]):
+                out[n] = self._history[idx]
                 n += 1
                 if n == limit:
                     break

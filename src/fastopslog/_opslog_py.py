@@ -409,10 +409,10 @@ class _Routes:
 
     __slots__ = ("every", "by_model", "by_account", "by_group")
 
-    def __init__(self, subs: dict[int, _Sub]) -> None:
+    def __init__(self, subs: list[_Sub]) -> None:
         every: list[_Sub] = []
         indexed: dict[str, dict[object, list[_Sub]]] = {"model": {}, "account": {}, "group": {}}
-        for sub in subs.values():
+        for sub in subs:
             kind, key = sub.route
             if kind == "every":
                 every.append(sub)
@@ -434,6 +434,7 @@ class OpsLogBroadcaster:
         "_seq",
         "_dropped",
         "_subs",
+        "_subs_version",
         "_routes",
         "__weakref__",
     )
@@ -447,6 +448,7 @@ class OpsLogBroadcaster:
         self._seq = 0
         self._dropped = 0
         self._subs: dict[int, _Sub] = {}
+        self._subs_version = 0
         self._routes: _Routes | None = None
 
     @property
@@ -562,7 +564,7 @@ class OpsLogBroadcaster:
             if replay or since_seq is not None:
                 handle._history_gap = self._prime(sub, flt, replay, since_seq)
             self._subs[id(sub)] = sub
-            self._routes = _Routes(self._subs)
+            self._reroute()
         return handle
 
     def _prime(
@@ -589,13 +591,31 @@ class OpsLogBroadcaster:
         first_kept = self._seq - len(history) + 1
         return gap or since_seq + 1 < first_kept or since_seq > self._seq
 
+    def _reroute(self) -> None:
+        """Rebuild the routes after ``_subs`` changed; under the lock.
+
+        Building allocates, so the garbage collector may run in the middle
+        and unsubscribe a collected subscription from ``__del__`` on this
+        very thread (the lock is re-entrant). That nested call reroutes
+        itself; this one then notices and builds again, so stale routes
+        never outlive the call."""
+        self._subs_version += 1
+        while True:
+            version = self._subs_version
+            # list(), not tuple(): it allocates before iterating, so a
+            # nested call cannot change the dict under its iterator.
+            routes = _Routes(list(self._subs.values())) if self._subs else None
+            if version == self._subs_version:
+                self._routes = routes
+                return
+
     def _unsubscribe(self, sub: _Sub) -> None:
         with _LOCK:
             if sub.closed:
                 return
             sub.closed = True
             self._subs.pop(id(sub), None)
-            self._routes = _Routes(self._subs) if self._subs else None
+            self._reroute()
             wakers, sub.waiters = sub.waiters, []
         for wake in wakers:
             wake()
