@@ -164,12 +164,23 @@ cdef inline bint _matches(const _Spec* f, const _Key* e) noexcept nogil:
     return True
 
 
-cdef int _set_model(_Model* m, str text) except -1:
+cdef inline void _set_model(_Model* m, str text) noexcept:
     m.length = PyUnicode_GET_LENGTH(text)
     m.kind = PyUnicode_KIND(text)
     m.data = PyUnicode_DATA(text)
+    # Hashing an exact str cannot fail, and its hash is cached in it: the
+    # constructors compute it, so here it is only read.
     m.hash = PyObject_Hash(text) if m.length else 0
-    return 0
+
+
+cdef inline void _set_key(_Key* k, OpsLogEntry e) noexcept:
+    # Built when needed rather than kept in the entry: entries stay small,
+    # and a long history of them stays in cache.
+    k.status = e.status
+    k.latency_ms = e.latency_ms
+    k.account_id = e.account_id
+    k.group_id = e.group_id
+    _set_model(&k.model, e.model)
 
 
 # ---------------------------------------------------------------------------
@@ -401,7 +412,6 @@ cdef class OpsLogEntry:
     cdef int64_t _us
     cdef int64_t _seq
     cdef str _json
-    cdef _Key _key
     cdef bint _ready
     cdef object __weakref__
 
@@ -445,11 +455,7 @@ cdef class OpsLogEntry:
         if stream is not True and stream is not False:
             raise TypeError(f"stream must be a bool, not {type(stream).__name__}")
         self.stream = stream
-        self._key.status = self.status
-        self._key.latency_ms = self.latency_ms
-        self._key.account_id = self.account_id
-        self._key.group_id = self.group_id
-        _set_model(&self._key.model, self.model)
+        PyObject_Hash(self.model)
         self._ready = True
 
     @property
@@ -587,8 +593,6 @@ cdef class OpsLogEntry:
         copy.stream = self.stream
         copy._us = self._us
         copy._json = self._json
-        # The model data pointer stays valid: the copy holds the same str.
-        copy._key = self._key
         copy._ready = True
         return copy
 
@@ -647,7 +651,9 @@ cdef class OpsLogFilter:
         """Whether ``entry`` passes, exactly as Go's ``matches``."""
         if type(entry) is not OpsLogEntry:
             raise TypeError(f"matches() needs an OpsLogEntry, not {type(entry).__name__}")
-        return _matches(&self._spec, &(<OpsLogEntry>entry)._key)
+        cdef _Key key
+        _set_key(&key, <OpsLogEntry>entry)
+        return _matches(&self._spec, &key)
 
 
 cdef OpsLogFilter _MATCH_ALL = OpsLogFilter()
@@ -993,6 +999,7 @@ cdef class OpsLogBroadcaster:
         cdef OpsLogEntry e
         cdef PyObject* evicted = NULL
         cdef Py_ssize_t delivered, wake_from, i
+        cdef _Key key
         if type(entry) is not OpsLogEntry:
             raise TypeError(f"publish() needs an OpsLogEntry, not {type(entry).__name__}")
         e = <OpsLogEntry>entry
@@ -1014,11 +1021,12 @@ cdef class OpsLogBroadcaster:
             # The dropped rendering (of time 0) is a str: freeing it runs no
             # Python code, so it is safe here.
             e._json = None
+        _set_key(&key, e)
         if self._history_cap:
             evicted = self._history[self._history_head]
             _incref(<PyObject*>e)
             self._history[self._history_head] = <PyObject*>e
-            self._history_keys[self._history_head] = e._key
+            self._history_keys[self._history_head] = key
             self._history_head += 1
             if self._history_head == self._history_cap:
                 self._history_head = 0
@@ -1026,7 +1034,7 @@ cdef class OpsLogBroadcaster:
                 self._history_len += 1
         if self._n_subs:
             wake_from = self._to_wake.length
-            delivered = self._fan_out(<PyObject*>e, &e._key)
+            delivered = self._fan_out(<PyObject*>e, &key)
             # One reference per ring that now holds the entry, one per waker
             # list parked for waking; both owned until settled or read.
             for i in range(delivered):
@@ -1220,15 +1228,49 @@ cdef class OpsLogBroadcaster:
         when that is positive."""
         cdef OpsLogFilter flt = _MATCH_ALL if filter is None else filter if type(filter) is OpsLogFilter else None
         cdef int64_t limit
-        cdef Py_ssize_t n = 0, i
-        cdef PyObject** picked = NULL
-        cdef bint gil_free, no_memory = False
-        cdef list result
         if flt is None:
             raise TypeError(f"filter must be an OpsLogFilter or None, not {type(filter).__name__}")
         limit = check_int("max_entries", max_entries)
-        # Only a filtered scan is worth giving up the GIL for.
-        gil_free = not flt._spec.everything and self._history_len >= NOGIL_MIN_HISTORY
+        if flt._spec.everything:
+            return self._snapshot_all(limit)
+        return self._snapshot_filtered(&flt._spec, limit)
+
+    cdef inline Py_ssize_t _last(self, int64_t limit) noexcept:
+        return limit if 0 < limit < self._history_len else self._history_len
+
+    cdef list _snapshot_all(self, int64_t limit):
+        """The last entries straight into a list made beforehand, which is
+        the one allocation a snapshot needs."""
+        cdef Py_ssize_t n, i, idx
+        cdef PyObject* entry
+        cdef list result
+        while True:
+            n = self._last(limit)
+            result = PyList_New(n)  # its items are NULL until set below
+            self._wait_gil_free()
+            # Waiting may have given up the GIL and let history grow; if
+            # so, the list is the wrong size: drop it (NULL items free
+            # cleanly) and make another.
+            if self._last(limit) == n:
+                break
+        idx = self._history_head - n
+        if idx < 0:
+            idx += self._history_cap
+        for i in range(n):
+            entry = self._history[idx]
+            _incref(entry)
+            _list_steal(result, i, entry)
+            idx += 1
+            if idx == self._history_cap:
+                idx = 0
+        return result
+
+    cdef list _snapshot_filtered(self, const _Spec* spec, int64_t limit):
+        cdef Py_ssize_t n = 0, first = 0, i
+        cdef PyObject** picked = NULL
+        cdef bint no_memory = False
+        cdef bint gil_free = self._history_len >= NOGIL_MIN_HISTORY
+        cdef list result
         if gil_free:
             self._enter_gil_free()
         else:
@@ -1241,10 +1283,11 @@ cdef class OpsLogBroadcaster:
                 with nogil:
                     # Safe without the GIL: reads history arrays _lock now
                     # guards; references are taken below, with the GIL.
-                    n = self._pick(&flt._spec, limit, picked)
+                    first = self._pick(spec, limit, picked)
             else:
-                n = self._pick(&flt._spec, limit, picked)
-            for i in range(n):
+                first = self._pick(spec, limit, picked)
+            n = self._history_len - first
+            for i in range(first, self._history_len):
                 _incref(picked[i])
         if gil_free:
             self._exit_gil_free()
@@ -1254,42 +1297,34 @@ cdef class OpsLogBroadcaster:
             result = PyList_New(n)
         except BaseException:
             for i in range(n):
-                _decref(picked[i])
+                _decref(picked[first + i])
             PyMem_RawFree(picked)
             raise
         for i in range(n):
-            # Hands over the reference taken above; ``picked``
-            # holds the newest first.
-            _list_steal(result, n - 1 - i, picked[i])
+            # Hands over the reference taken above.
+            _list_steal(result, i, picked[first + i])
         PyMem_RawFree(picked)
         return result
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
     cdef Py_ssize_t _pick(self, const _Spec* spec, int64_t limit, PyObject** out) noexcept nogil:
-        """Matching history entries, newest first, at most ``limit`` when
-        positive. Runs in a critical section, with or without the GIL."""
-        cdef Py_ssize_t i, idx, n = 0
-        cdef Py_ssize_t last = self._history_len
-        if spec.everything:
-            if 0 < limit < last:
-                last = limit
-            for i in range(last):
-                idx = self._history_head - 1 - i
-                if idx < 0:
-                    idx += self._history_cap
-                out[i] = self._history[idx]
-            return last
-        for i in range(last):
+        """Put the matching history entries (the newest ``limit`` when that
+        is positive) oldest first at the end of ``out``, which has room for
+        the whole history; return where they start. Runs in a critical
+        section, with or without the GIL."""
+        cdef Py_ssize_t i, idx, at = self._history_len
+        # Newest first, so that a limit can stop the scan early.
+        for i in range(self._history_len):
             idx = self._history_head - 1 - i
             if idx < 0:
                 idx += self._history_cap
             if _matches(spec, &self._history_keys[idx]):
-                out[n] = self._history[idx]
-                n += 1
-                if n == limit:
+                at -= 1
+                out[at] = self._history[idx]
+                if self._history_len - at == limit:
                     break
-        return n
+        return at
 
     def stats(self):
         cdef int64_t published, dropped
