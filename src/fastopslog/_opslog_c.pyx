@@ -28,6 +28,12 @@ Locking
     keeps the GIL costs no lock operation at all. Taking the mutex with the
     GIL held releases the GIL while it waits, so the two cannot deadlock.
 
+    Every ring index is taken on a C pointer, which Cython never bounds-
+    or wrap-checks; the index arithmetic (head, count, wrap at cap) is what
+    the test suite and the differential test against the pure
+    implementation prove, and the sanitizer build (tools/sanitize.sh)
+    checks each access.
+
     Because sections rely on the GIL, this module does not declare itself
     free-threading compatible; a free-threaded CPython keeps the GIL enabled
     while it is imported.
@@ -54,7 +60,6 @@ from libc.string cimport memcmp, memcpy
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 import json
-import sys
 from queue import Empty
 
 from . import _waiting
@@ -718,19 +723,7 @@ cdef void _wake_all(list wakers) noexcept:
     # Python code runs between the two steps.
     cdef list woken = wakers[:]
     del wakers[:]
-    for wake in woken:
-        try:
-            wake()
-        except BaseException:
-            # A reader's waker failing must not fail the publish that woke it.
-            sys.unraisablehook(_Unraisable(sys.exc_info(), wake))
-
-
-class _Unraisable:
-    def __init__(self, exc_info, obj):
-        self.exc_type, self.exc_value, self.exc_traceback = exc_info
-        self.err_msg = "Exception ignored in a fastopslog waker"
-        self.object = obj
+    _waiting.wake(woken)
 
 
 @cython.final
@@ -1046,8 +1039,6 @@ cdef class OpsLogBroadcaster:
         if self._let_go.length or self._to_wake.length:
             self._settle()
 
-    @cython.boundscheck(False)
-    @cython.wraparound(False)
     cdef Py_ssize_t _fan_out(self, PyObject* entry, const _Key* key) noexcept nogil:
         """Offer ``entry`` to every matching ring; the number of rings that
         took it. ``nogil`` proves it runs no Python code; references are
@@ -1306,8 +1297,6 @@ cdef class OpsLogBroadcaster:
         PyMem_RawFree(picked)
         return result
 
-    @cython.boundscheck(False)
-    @cython.wraparound(False)
     cdef Py_ssize_t _pick(self, const _Spec* spec, int64_t limit, PyObject** out) noexcept nogil:
         """Put the matching history entries (the newest ``limit`` when that
         is positive) oldest first at the end of ``out``, which has room for

@@ -498,8 +498,7 @@ class OpsLogBroadcaster:
                     if subs:
                         wakers = self._deliver(entry, subs, wakers)
         if wakers:
-            for wake in wakers:
-                wake()
+            _waiting.wake(wakers)
 
     def _deliver(
         self,
@@ -617,8 +616,7 @@ class OpsLogBroadcaster:
             self._subs.pop(id(sub), None)
             self._reroute()
             wakers, sub.waiters = sub.waiters, []
-        for wake in wakers:
-            wake()
+        _waiting.wake(wakers)
 
     def snapshot(self, filter: OpsLogFilter | None = None, max_entries: int = 0) -> list[OpsLogEntry]:
         """History oldest to newest, filtered, then the last ``max_entries``

@@ -18,10 +18,11 @@ miss: a publish either lands before the check, or finds the waker.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from queue import Empty
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -39,6 +40,27 @@ EMPTY: Any = _Sentinel()
 class Parkable(Protocol[T]):
     def _pop_or_park(self, waker: Callable[[], object] | None) -> T: ...
     def _unpark(self, waker: Callable[[], object]) -> None: ...
+
+
+def wake(wakers: Iterable[Callable[[], object]]) -> None:
+    """Call each waker once. One that fails goes to ``sys.unraisablehook``:
+    a reader's waker must not fail the publish or unsubscribe that woke it."""
+    for waker in wakers:
+        try:
+            waker()
+        except BaseException as exc:
+            sys.unraisablehook(_Unraisable(exc, waker))
+
+
+class _Unraisable:
+    """What ``sys.unraisablehook`` reads; Python offers no constructor."""
+
+    def __init__(self, exc: BaseException, waker: object) -> None:
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.err_msg = "Exception ignored in a fastopslog waker"
+        self.object = waker
 
 
 def check_timeout(timeout: float | None) -> float | None:
