@@ -121,6 +121,16 @@ def time_to_us(value: object) -> int:
     return us
 
 
+def construct(cls: type, kwargs: dict[str, object]) -> object:
+    """``cls(**kwargs)``, for ``__reduce__``: pickle takes no keywords."""
+    return cls(**kwargs)
+
+
+def refuse_copy(obj: object) -> None:
+    """``__reduce__`` of live state: a copy would share or lose it."""
+    raise TypeError(f"{type(obj).__name__} is live state: it cannot be copied or pickled")
+
+
 def entry_repr(entry: object) -> str:
     """``OpsLogEntry(...)`` with the fields JSON would show, and ``seq``."""
     parts = []

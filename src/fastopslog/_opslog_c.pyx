@@ -77,9 +77,11 @@ from ._common import (
     check_capacity,
     check_int,
     check_str,
+    construct,
     entry_kwargs_from_dict,
     entry_repr,
     filter_repr,
+    refuse_copy,
     time_to_us,
 )
 
@@ -420,6 +422,11 @@ cdef class OpsLogEntry:
     cdef bint _ready
     cdef object __weakref__
 
+    def __cinit__(self):
+        # An entry made by __new__ alone is the default entry, not one with
+        # NULL strings for C code to trip over.
+        self.method = self.path = self.model = self.error_message = self.error_detail = ""
+
     def __init__(
         self,
         *,
@@ -440,8 +447,8 @@ cdef class OpsLogEntry:
         error_detail="",
         upstream_status=0,
     ):
-        if self._ready:
-            raise TypeError("OpsLogEntry is immutable: it is initialised once")
+        if self._ready or self._seq:
+            raise TypeError("OpsLogEntry is initialised once")
         self._us = _time_us(time)
         self.method = _str("method", method)
         self.path = _str("path", path)
@@ -512,6 +519,10 @@ cdef class OpsLogEntry:
 
     def __repr__(self):
         return entry_repr(self)
+
+    def __reduce__(self):
+        # A copy is a new, unpublished entry with the same value.
+        return (OpsLogEntry._build, (self._us, self._fields()))
 
     @classmethod
     def _build(cls, int64_t us, dict fields):
@@ -613,9 +624,14 @@ cdef class OpsLogFilter:
     cdef _Spec _spec
     cdef bint _ready
 
+    def __cinit__(self):
+        # A filter made by __new__ alone matches everything.
+        self.model = ""
+        self._spec.everything = True
+
     def __init__(self, *, min_status=0, model="", account_id=0, group_id=0, min_latency_ms=0):
         if self._ready:
-            raise TypeError("OpsLogFilter is immutable: it is initialised once")
+            raise TypeError("OpsLogFilter is initialised once")
         self.min_status = check_int("min_status", min_status)
         self.model = _str("model", model)
         self.account_id = check_int("account_id", account_id)
@@ -651,6 +667,12 @@ cdef class OpsLogFilter:
 
     def __repr__(self):
         return filter_repr(self)
+
+    def __reduce__(self):
+        return (construct, (OpsLogFilter, dict(
+            min_status=self.min_status, model=self.model, account_id=self.account_id,
+            group_id=self.group_id, min_latency_ms=self.min_latency_ms,
+        )))
 
     def matches(self, entry):
         """Whether ``entry`` passes, exactly as Go's ``matches``."""
@@ -745,21 +767,28 @@ cdef class OpsLogSubscription:
     cdef Py_ssize_t _index     # in the broadcaster's array; -1 when not live
     cdef object __weakref__
 
-    def __cinit__(self):
+    def __cinit__(self, OpsLogBroadcaster broadcaster not None):
+        # Only subscribe() names the broadcaster, so every subscription has
+        # one; until subscribe() registers it, it is closed.
+        self._broadcaster = broadcaster
         self._index = -1
+        self._ring.closed = True
 
-    def __init__(self):
+    def __init__(self, *args):
         raise TypeError("subscriptions come from OpsLogBroadcaster.subscribe()")
 
     def __dealloc__(self):
         cdef Py_ssize_t i
-        if self._broadcaster is not None:
+        if self._broadcaster is not None:  # None only if __cinit__ failed
             self._broadcaster._remove(self)
         # Nobody else can reach the ring now: its references are ours to drop.
         if self._ring.items != NULL:
             for i in range(self._ring.count):
                 _decref(self._ring.items[(self._ring.head + i) % self._ring.cap])
             PyMem_Free(self._ring.items)
+
+    def __reduce__(self):
+        refuse_copy(self)
 
     @property
     def buf_size(self):
@@ -934,7 +963,7 @@ cdef class OpsLogBroadcaster:
     def __init__(self, history_cap=DEFAULT_HISTORY_CAP):
         cdef Py_ssize_t cap = max(0, check_capacity("history_cap", history_cap))
         if self._ready:
-            raise TypeError("OpsLogBroadcaster is already initialised")
+            raise TypeError("OpsLogBroadcaster is initialised once")
         if cap:
             self._history = <PyObject**>PyMem_Calloc(cap, sizeof(PyObject*))
             self._history_keys = <_Key*>PyMem_Calloc(cap, sizeof(_Key))
@@ -974,6 +1003,9 @@ cdef class OpsLogBroadcaster:
     cdef inline void _exit_gil_free(self) noexcept:
         self._gil_free = False
         self._lock.release()
+
+    def __reduce__(self):
+        refuse_copy(self)
 
     @property
     def history_cap(self):
@@ -1111,8 +1143,6 @@ cdef class OpsLogBroadcaster:
         cdef Py_ssize_t cap
         cdef int64_t want_replay, since = -1
         cdef OpsLogSubscription sub
-        cdef _SubSlot* grown
-        cdef bint registered = True
         if flt is None:
             raise TypeError(f"filter must be an OpsLogFilter or None, not {type(filter).__name__}")
         cap = check_capacity("buf_size", buf_size)
@@ -1129,7 +1159,7 @@ cdef class OpsLogBroadcaster:
                 raise ValueError("give replay or since_seq, not both")
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
-        sub = OpsLogSubscription.__new__(OpsLogSubscription)
+        sub = OpsLogSubscription.__new__(OpsLogSubscription, self)
         sub.filter = flt
         sub.overflow = overflow
         sub._wakers = []
@@ -1140,29 +1170,26 @@ cdef class OpsLogBroadcaster:
         sub._ring.drop_oldest = overflow == DROP_OLDEST
         sub._ring.wakers = <PyObject*>sub._wakers
         self._wait_gil_free()
-        if self._n_subs == self._subs_cap:
-            grown = <_SubSlot*>PyMem_RawRealloc(
-                self._subs, (self._subs_cap * 2 + 8) * sizeof(_SubSlot)
-            )
-            if grown != NULL:
-                self._subs = grown
-                self._subs_cap = self._subs_cap * 2 + 8
-        if self._n_subs == self._subs_cap:
-            registered = False
-        elif want_replay or since >= 0:
+        if self._n_subs == self._subs_cap and not self._grow_subs():
+            raise MemoryError()  # before anything changed
+        if want_replay or since >= 0:
             sub.history_gap = self._prime(sub, want_replay, since)
-        if registered:
-            sub._index = self._n_subs
-            self._subs[self._n_subs].spec = flt._spec
-            self._subs[self._n_subs].ring = &sub._ring
-            self._subs[self._n_subs].owner = <PyObject*>sub
-            self._n_subs += 1
-        if not registered:
-            # Its dealloc finds nothing to remove: _broadcaster is unset.
-            raise MemoryError()
-        # Registered: from now on the subscription unsubscribes when it dies.
-        sub._broadcaster = self
+        sub._ring.closed = False
+        sub._index = self._n_subs
+        self._subs[self._n_subs].spec = flt._spec
+        self._subs[self._n_subs].ring = &sub._ring
+        self._subs[self._n_subs].owner = <PyObject*>sub
+        self._n_subs += 1
         return sub
+
+    cdef bint _grow_subs(self) noexcept:
+        cdef Py_ssize_t cap = self._subs_cap * 2 + 8
+        cdef _SubSlot* grown = <_SubSlot*>PyMem_RawRealloc(self._subs, cap * sizeof(_SubSlot))
+        if grown == NULL:
+            return False
+        self._subs = grown
+        self._subs_cap = cap
+        return True
 
     cdef bint _prime(self, OpsLogSubscription sub, int64_t replay, int64_t since):
         """Fill ``sub`` from history (newest ``buf_size`` at most); whether

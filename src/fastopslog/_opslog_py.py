@@ -27,6 +27,7 @@ from ._common import (
     DEFAULT_HISTORY_CAP,
     DROP_NEWEST,
     DROP_OLDEST,
+    FILTER_FIELDS,
     GO_ZERO_TIME,
     INT64_MAX,
     INT64_MIN,
@@ -36,9 +37,11 @@ from ._common import (
     check_capacity,
     check_int,
     check_str,
+    construct,
     entry_kwargs_from_dict,
     entry_repr,
     filter_repr,
+    refuse_copy,
     time_to_us,
 )
 from ._gojson import format_time, quote
@@ -53,7 +56,14 @@ __all__ = (
 Overflow = Literal["drop_newest", "drop_oldest"]
 
 _set = object.__setattr__
+_FILTER_NAMES = tuple(name for name, _, _ in FILTER_FIELDS)
 _LOCK = threading.RLock()
+
+
+def _refuse_second_init(obj: object, attribute: str) -> None:
+    # Calling __init__ again would change a live, maybe published, object.
+    if hasattr(obj, attribute):
+        raise TypeError(f"{type(obj).__name__} is initialised once")
 
 
 def _ints(*values: object) -> bool:
@@ -134,6 +144,7 @@ class OpsLogEntry:
         error_detail: str = "",
         upstream_status: int = 0,
     ) -> None:
+        _refuse_second_init(self, "_seq")
         us = time_to_us(time)
         if not _strs(method, path, model, error_message, error_detail):
             method = check_str("method", method)
@@ -211,6 +222,10 @@ class OpsLogEntry:
 
     def __repr__(self) -> str:
         return entry_repr(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # A copy is a new, unpublished entry with the same value.
+        return (type(self)._build, (self._us, self._fields()))
 
     def _fields(self) -> dict[str, object]:
         return {
@@ -322,6 +337,7 @@ class OpsLogFilter:
         group_id: int = 0,
         min_latency_ms: int = 0,
     ) -> None:
+        _refuse_second_init(self, "min_status")
         _set(self, "min_status", check_int("min_status", min_status))
         _set(self, "model", check_str("model", model))
         _set(self, "account_id", check_int("account_id", account_id))
@@ -347,6 +363,9 @@ class OpsLogFilter:
 
     def __repr__(self) -> str:
         return filter_repr(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (construct, (type(self), dict(zip(_FILTER_NAMES, self._key()))))
 
     def matches(self, entry: OpsLogEntry) -> bool:
         """Whether ``entry`` passes, exactly as Go's ``matches``."""
@@ -440,6 +459,7 @@ class OpsLogBroadcaster:
     )
 
     def __init__(self, history_cap: int = DEFAULT_HISTORY_CAP) -> None:
+        _refuse_second_init(self, "_seq")
         history_cap = max(0, check_capacity("history_cap", history_cap))
         self._history: deque[OpsLogEntry] | None = (
             deque(maxlen=history_cap) if history_cap else None
@@ -455,6 +475,8 @@ class OpsLogBroadcaster:
     def history_cap(self) -> int:
         return self._history_cap
 
+    __reduce__ = refuse_copy
+
     def __repr__(self) -> str:
         published, dropped, subscribers = self.stats()
         return (
@@ -469,10 +491,11 @@ class OpsLogBroadcaster:
             raise TypeError(f"publish() needs an OpsLogEntry, not {type(entry).__name__}")
         wakers = None
         with _LOCK:
+            sealed = entry._seq  # first: an entry made without __init__ fails here
             # Every call gets the next seq, so seq is also the publish count.
             seq = self._seq + 1
             self._seq = seq
-            if entry._seq:
+            if sealed:
                 entry = entry._sealed_copy(seq)
             else:
                 if entry._us == 0:
@@ -696,8 +719,12 @@ class OpsLogSubscription:
         stay readable; readers waiting on an empty buffer are released."""
         self._broadcaster._unsubscribe(self._sub)
 
+    __reduce__ = refuse_copy
+
     def __del__(self) -> None:
-        self._broadcaster._unsubscribe(self._sub)
+        broadcaster = getattr(self, "_broadcaster", None)  # None: __init__ never ran
+        if broadcaster is not None:
+            broadcaster._unsubscribe(self._sub)
 
     def _pop_or_park(self, waker: Callable[[], object] | None) -> OpsLogEntry:
         sub = self._sub
