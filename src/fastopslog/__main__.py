@@ -1,12 +1,12 @@
 """``python -m fastopslog COMMAND``. Each command lives in its own module,
-which adds its parser and sets ``run``; so far: ``bench``."""
+which adds its parser and sets ``run``; so far: ``bench`` and ``soak``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import _bench
+from . import _bench, _soak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _bench.add_parser(commands)
+    _soak.add_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

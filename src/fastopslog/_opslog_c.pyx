@@ -60,6 +60,8 @@ from libc.string cimport memcmp, memcpy
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 import json
+import os
+import weakref
 from queue import Empty
 
 from . import _waiting
@@ -972,6 +974,7 @@ cdef class OpsLogBroadcaster:
                 raise MemoryError()
         self._history_cap = cap
         self._ready = True
+        _BROADCASTERS.add(self)
 
     def __dealloc__(self):
         cdef Py_ssize_t i
@@ -1350,3 +1353,32 @@ cdef class OpsLogBroadcaster:
         dropped = self._dropped
         subscribers = self._n_subs
         return OpsLogStats(published, dropped, subscribers)
+
+
+# ---------------------------------------------------------------------------
+# Fork (gunicorn --preload): the child must not inherit a broadcaster whose
+# mutex a GIL-free snapshot holds, as no thread there would release it. The
+# forking thread takes every broadcaster's mutex first, which waits out the
+# scans in progress and keeps new ones from starting; both sides release
+# them after.
+
+_BROADCASTERS = weakref.WeakSet()
+_held_for_fork = []
+
+
+def _before_fork():
+    global _held_for_fork
+    _held_for_fork = list(_BROADCASTERS)
+    for b in _held_for_fork:
+        (<OpsLogBroadcaster>b)._lock.acquire()
+
+
+def _after_fork():
+    global _held_for_fork
+    for b in _held_for_fork:
+        (<OpsLogBroadcaster>b)._lock.release()
+    _held_for_fork = []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)

@@ -14,6 +14,7 @@ may run inside a publish on the same thread. Readers block outside the lock
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import deque
 from queue import Empty
@@ -58,6 +59,13 @@ Overflow = Literal["drop_newest", "drop_oldest"]
 _set = object.__setattr__
 _FILTER_NAMES = tuple(name for name, _, _ in FILTER_FIELDS)
 _LOCK = threading.RLock()
+# Fork (gunicorn --preload) only at a quiet moment: a child that inherited
+# the lock held by a thread that does not exist there would deadlock, and
+# one forked mid-publish would inherit half-updated state.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_LOCK.acquire, after_in_parent=_LOCK.release, after_in_child=_LOCK.release
+    )
 
 
 def _refuse_second_init(obj: object, attribute: str) -> None:
