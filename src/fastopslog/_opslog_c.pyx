@@ -773,6 +773,7 @@ cdef class OpsLogSubscription:
         # Only subscribe() names the broadcaster, so every subscription has
         # one; until subscribe() registers it, it is closed.
         self._broadcaster = broadcaster
+        self._wakers = []
         self._index = -1
         self._ring.closed = True
 
@@ -985,7 +986,7 @@ cdef class OpsLogBroadcaster:
                     _decref(self._history[i])
         PyMem_Free(self._history)
         PyMem_Free(self._history_keys)
-        PyMem_Free(self._subs)
+        PyMem_RawFree(self._subs)  # grown by PyMem_RawRealloc
         self._settle()
 
     cdef inline void _wait_gil_free(self) noexcept:
@@ -1164,8 +1165,8 @@ cdef class OpsLogBroadcaster:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
         sub = OpsLogSubscription.__new__(OpsLogSubscription, self)
         sub.filter = flt
-        sub.overflow = overflow
-        sub._wakers = []
+        # The policy's own constant, not the caller's (maybe str subclass) object.
+        sub.overflow = DROP_OLDEST if overflow == DROP_OLDEST else DROP_NEWEST
         sub._ring.items = <PyObject**>PyMem_Calloc(cap, sizeof(PyObject*))
         if sub._ring.items == NULL:
             raise MemoryError()

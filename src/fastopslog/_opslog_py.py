@@ -426,7 +426,7 @@ class _Sub:
         self.cap = cap
         self.drop_oldest = drop_oldest
         self.dropped = 0
-        self.closed = False
+        self.closed = True  # until subscribe() registers it
         self.waiters: list[Callable[[], object]] = []
 
 
@@ -588,12 +588,15 @@ class OpsLogBroadcaster:
                 raise ValueError("give replay or since_seq, not both")
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
+        # The policy's own constant, not the caller's (maybe str subclass) object.
+        overflow = DROP_OLDEST if overflow == DROP_OLDEST else DROP_NEWEST
         sub = _Sub(flt, buf_size, overflow == DROP_OLDEST)
         handle = OpsLogSubscription(self, sub, flt, overflow)
         with _LOCK:
             if replay or since_seq is not None:
                 handle._history_gap = self._prime(sub, flt, replay, since_seq)
             self._subs[id(sub)] = sub
+            sub.closed = False
             self._reroute()
         return handle
 
