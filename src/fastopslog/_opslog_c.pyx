@@ -1224,7 +1224,11 @@ cdef class OpsLogBroadcaster:
         r.head = (r.cap - picked) % r.cap
         if since < 0:
             return False
-        return gap or since + 1 < self._seq - self._history_len + 1 or since > self._seq
+        # History reaches back to seq _seq - _history_len + 1; entries after
+        # ``since`` are missing if it starts later than since + 1 (written
+        # without the + 1, which would overflow for since = 2**63 - 1), or
+        # if ``since`` was never published here.
+        return gap or since < self._seq - self._history_len or since > self._seq
 
     cdef void _remove(self, OpsLogSubscription sub) noexcept:
         """Take ``sub`` out of fan-out (once) and mark it closed."""
