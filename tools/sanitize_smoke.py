@@ -1,0 +1,173 @@
+"""A short, busy run of the compiled core for memory checkers.
+
+``tools/sanitize.sh`` runs it under valgrind (where the test suite is too
+slow to run whole) and under AddressSanitizer. It touches every allocation
+and reference the core makes by hand: the history ring (wrapping), rings of
+both overflow policies (evictions), the growing subscriber array, removal
+from its middle, readers parked and woken from threads and asyncio,
+snapshots with and without the GIL, drains, rendering of nasty text, copies
+of sealed entries, subscriptions dropped without ``unsubscribe()``, and bad
+arguments. It checks its own results and exits non-zero when one is wrong.
+
+Usage: ``python tools/sanitize_smoke.py [ROUNDS]`` (default 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import threading
+from queue import Empty
+
+from fastopslog import SubscriptionClosed
+from fastopslog import _opslog_c as core
+
+NASTY = "\ud800\x00<>&\u2028\"\\\n\U0001f642\udfff" * 8
+
+
+def entry(n: int, **kw: object) -> core.OpsLogEntry:
+    kw.setdefault("time", 1_700_000_000.0 + n / 1000)
+    return core.OpsLogEntry(
+        status=(200, 404, 503)[n % 3],
+        latency_ms=n % 250,
+        model=("gpt", "claude", NASTY)[n % 3],
+        account_id=n % 4,
+        group_id=n % 5,
+        user_id=n,
+        error_detail=NASTY if n % 7 == 0 else "",
+        **kw,
+    )
+
+
+def one_round(r: int) -> int:
+    checks = 0
+    b = core.OpsLogBroadcaster(history_cap=97)
+    subs = [
+        b.subscribe(
+            core.OpsLogFilter(min_status=(0, 400, 500)[n % 3], model=("", "gpt")[n % 2]),
+            buf_size=1 + n % 5,
+            overflow=("drop_newest", "drop_oldest")[n % 2],
+        )
+        for n in range(24)  # past the first growth of the subscriber array
+    ]
+    # Parked readers, woken by publishes and by unsubscribe().
+    got: list[object] = []
+    readers = [
+        threading.Thread(target=lambda s=s: got.append(s.get(timeout=30)), daemon=True)
+        for s in (b.subscribe(), b.subscribe(core.OpsLogFilter(account_id=3)))
+    ]
+    closing = b.subscribe(core.OpsLogFilter(model="nothing"))
+
+    def wait_closed() -> None:
+        try:
+            closing.get(timeout=30)
+        except SubscriptionClosed:
+            got.append("closed")
+
+    readers.append(threading.Thread(target=wait_closed, daemon=True))
+    for t in readers:
+        t.start()
+
+    async def async_reader() -> object:
+        sub = b.subscribe(core.OpsLogFilter(group_id=2))
+        async with sub:
+            return await asyncio.wait_for(sub.aget(), 30)
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(async_reader())
+    loop.run_until_complete(asyncio.sleep(0.05))
+    for n in range(400):
+        b.publish(entry(n))
+        if n == 200:
+            closing.unsubscribe()
+            # Remove from the middle of the array, and drop one unclosed.
+            subs.pop(7).unsubscribe()
+            subs.pop(3)
+            gc.collect()
+    for t in readers:
+        t.join(30)
+        assert not t.is_alive(), "a reader was never woken"
+    assert loop.run_until_complete(task) is not None
+    loop.close()
+    checks += 2
+    assert "closed" in got and len(got) == 3, got
+
+    # Republishing sealed entries publishes copies.
+    sealed = b.snapshot(max_entries=5)
+    for e in sealed:
+        b.publish(e)
+    assert [e.seq for e in b.snapshot(max_entries=5)] == list(range(401, 406))
+    checks += 1
+
+    # Snapshots with the GIL and without it.
+    for threshold in (10**9, 0):
+        previous = core._set_nogil_min_history(threshold)
+        try:
+            flt = core.OpsLogFilter(min_status=500, model=NASTY)
+            picked = b.snapshot(flt)
+            assert picked and all(e.status >= 500 and e.model == NASTY for e in picked)
+            assert len(b.snapshot(flt, max_entries=2)) == 2
+            assert len(b.snapshot()) == 97
+            checks += 3
+        finally:
+            core._set_nogil_min_history(previous)
+
+    # Priming from history.
+    since = b.subscribe(since_seq=380, buf_size=8)
+    assert since.history_gap and len(since) == 8
+    replay = b.subscribe(core.OpsLogFilter(model="gpt"), replay=5)
+    assert len(replay) == 5
+    checks += 2
+
+    # Rendering, reading back, draining.
+    for s in subs:
+        for e in s.drain(2) + s.drain():
+            assert core.OpsLogEntry.from_dict(e.to_dict()).to_dict() == e.to_dict()
+            checks += 1
+        try:
+            s.get_nowait()
+        except Empty:
+            pass
+
+    # Bad arguments change nothing.
+    before = b.stats()
+    for call in (
+        lambda: b.publish(None),
+        lambda: b.subscribe(buf_size=core.OpsLogBroadcaster),
+        lambda: b.subscribe(buf_size=(1 << 24) + 1),
+        lambda: b.subscribe(since_seq=-1),
+        lambda: b.subscribe(overflow="sideways"),
+        lambda: b.snapshot(max_entries=2**63),
+        lambda: core.OpsLogEntry(status=2**63),
+        lambda: core.OpsLogEntry(time=float("nan")),
+        lambda: core.OpsLogBroadcaster(history_cap=(1 << 24) + 1),
+    ):
+        try:
+            call()
+        except (TypeError, ValueError, OverflowError):
+            checks += 1
+        else:
+            raise AssertionError("a bad call was accepted")
+    assert b.stats() == before
+
+    # Everything goes: subscriptions (some never unsubscribed), then the
+    # broadcaster and its history.
+    for s in subs[::2]:
+        s.unsubscribe()
+    del subs, since, replay, sealed, readers, got, task
+    gc.collect()
+    del b
+    gc.collect()
+    return checks
+
+
+def main() -> int:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    checks = sum(one_round(r) for r in range(rounds))
+    print(f"sanitize_smoke: {rounds} rounds, {checks} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
