@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from . import _bench, _soak
+from . import _demo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _bench.add_parser(commands)
+    _demo.add_parser(commands)
     _soak.add_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)

@@ -1,0 +1,341 @@
+"""What the overhead measurement in BENCHMARKS.md runs: three uvicorn app
+factories and a crowd of SSE readers.
+
+    uvicorn --factory fastopslog.asgi._overhead:plain_app ...        # no middleware
+    uvicorn --factory fastopslog.asgi._overhead:middleware_app ...   # middleware + admin routes
+    python -m fastopslog.asgi._overhead readers --port 8000 --clients 100
+    python -m fastopslog.asgi._overhead micro     # the middleware alone, in process
+    python -m fastopslog.asgi._overhead compare   # all of the above with wrk, as in BENCHMARKS.md
+
+Every app serves ``GET /`` with a two-byte text body, the smallest endpoint
+Starlette has, so what the middleware adds is as visible as it can be. The
+readers open ``/admin/ops/logs/stream`` (token ``bench``) over raw sockets
+and read as fast as they can, counting bytes and events; they report when
+stopped (Ctrl-C or ``--seconds``). ``micro`` times the middleware around a
+bare ASGI app in process, with no server and no network: what it adds to a
+request, without the noise of a load test. ``compare`` runs the whole
+measurement: five servers side by side pinned to CPU 0 (the endpoint alone,
+twice, the second copy a control that shows the noise floor; with the
+middleware; with the middleware and 100 readers receiving every
+entry; with the middleware and 100 readers filtered to errors, which
+nothing matches), wrk and the readers pinned to CPU 1, rounds of one wrk run
+per server, and per server the median over rounds of its ratio to the plain
+server: throughput and server CPU time per request. Needs Linux, ``wrk``
+and ``taskset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+BENCH_TOKEN = "bench"
+
+
+def _endpoint_app(routes: list[Any]) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/", hello), *routes])
+
+
+def plain_app() -> Any:
+    """The endpoint alone."""
+    return _endpoint_app([])
+
+
+def middleware_app() -> Any:
+    """The endpoint with OpsLogMiddleware, and the admin routes mounted at
+    the default prefix (token ``bench``)."""
+    from .. import OpsLogBroadcaster
+    from . import OpsLogMiddleware, admin_mount
+
+    ops = OpsLogBroadcaster(history_cap=1000)
+    app = _endpoint_app([admin_mount(ops, token=BENCH_TOKEN)])
+    app.add_middleware(OpsLogMiddleware, broadcaster=ops)
+    return app
+
+
+async def _reader(host: str, port: int, path: str, totals: dict[str, int], stop: asyncio.Event) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {BENCH_TOKEN}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+    )
+    totals["connected"] += 1
+    try:
+        while not stop.is_set():
+            chunk = await reader.read(1 << 16)
+            if not chunk:
+                break
+            totals["bytes"] += len(chunk)
+            totals["events"] += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
+            totals["lost"] += chunk.count(b"event: lost")
+    finally:
+        writer.close()
+
+
+async def _readers(args: argparse.Namespace) -> None:
+    totals = {"connected": 0, "bytes": 0, "events": 0, "lost": 0}
+    stop = asyncio.Event()
+    path = args.path + ("?" + args.query if args.query else "")
+    tasks = [
+        asyncio.ensure_future(_reader(args.host, args.port, path, totals, stop))
+        for _ in range(args.clients)
+    ]
+    begin = time.monotonic()
+    try:
+        if args.seconds:
+            await asyncio.sleep(args.seconds)
+        else:
+            await asyncio.Event().wait()
+    finally:
+        stop.set()
+        elapsed = time.monotonic() - begin
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        print(
+            f"{totals['connected']} readers, {elapsed:.1f} s: {totals['events']} events "
+            f"({totals['events'] / elapsed:.0f}/s), {totals['bytes'] / elapsed / 1e6:.1f} MB/s, "
+            f"{totals['lost']} 'lost' notices",
+            flush=True,
+        )
+
+
+async def _bare(scope: Any, receive: Any, send: Any) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _send(message: Any) -> None:
+    return None
+
+
+async def _time(app: Any, n: int) -> float:
+    import gc
+
+    gc.disable()
+    try:
+        begin = time.perf_counter_ns()
+        for _ in range(n):
+            scope = {
+                "type": "http",
+                "method": "GET",
+                "path": "/v1/chat/completions",
+                "query_string": b"",
+                "headers": [],
+                "state": {},
+            }
+            await app(scope, _receive, _send)
+        return (time.perf_counter_ns() - begin) / n
+    finally:
+        gc.enable()
+
+
+async def _micro(args: argparse.Namespace) -> None:
+    from .. import USE_EXTENSIONS, OpsLogBroadcaster
+    from . import OpsLogMiddleware
+
+    ops = OpsLogBroadcaster(history_cap=1000)
+    subs = [ops.subscribe(buf_size=1 << 16) for _ in range(args.subscribers)]
+    variants = {
+        "bare app": _bare,
+        "middleware": OpsLogMiddleware(_bare, ops),
+        "middleware, contextvar=True": OpsLogMiddleware(_bare, ops, contextvar=True),
+    }
+    best = {name: float("inf") for name in variants}
+    for _ in range(args.repeat):
+        for name, app in variants.items():
+            best[name] = min(best[name], await _time(app, args.number))
+            for sub in subs:
+                sub.drain()
+    base = best["bare app"]
+    core = "compiled core" if USE_EXTENSIONS else "pure Python"
+    print(f"{core}, {args.subscribers} subscribers; best of {args.repeat} x {args.number} requests:")
+    for name, ns in best.items():
+        extra = f"  (+{ns - base:.0f} ns)" if name != "bare app" else ""
+        print(f"  {name:30s} {ns:7.0f} ns/request{extra}")
+
+
+_SERVERS = {  # name: (port offset, factory, readers' query or None)
+    "plain": (0, "plain_app", None),
+    # The same as "plain": how far apart two identical servers measure is
+    # the noise floor of the whole comparison.
+    "plain, again (control)": (4, "plain_app", None),
+    "middleware": (1, "middleware_app", None),
+    "100 readers, all": (2, "middleware_app", ""),
+    "100 readers, errors": (3, "middleware_app", "min_status=500"),
+}
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_port(port: int) -> None:
+    for _ in range(600):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"no server on port {port}")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    servers: dict[str, subprocess.Popen[Any]] = {}
+    readers: dict[str, subprocess.Popen[str]] = {}
+    wrk = ["taskset", "-c", "1", "wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--latency"]
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in _SERVERS}
+    try:
+        for name, (offset, factory, _) in _SERVERS.items():
+            command = [
+                "taskset", "-c", "0", sys.executable, "-m", "uvicorn", "--factory",
+                f"fastopslog.asgi._overhead:{factory}", "--host", "127.0.0.1",
+                "--port", str(args.port + offset), "--http", args.http, "--loop", args.loop,
+                "--no-access-log", "--log-level", "warning",
+            ]
+            print("$", " ".join(command), flush=True)
+            servers[name] = subprocess.Popen(command)
+        for name, (offset, _, query) in _SERVERS.items():
+            _wait_port(args.port + offset)
+            if query is not None:
+                command = [
+                    "taskset", "-c", "1", sys.executable, "-m", "fastopslog.asgi._overhead",
+                    "readers", "--port", str(args.port + offset), "--clients", "100",
+                ] + (["--query", query] if query else [])
+                print("$", " ".join(command), flush=True)
+                readers[name] = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        time.sleep(3)
+        print("$", " ".join(wrk), "http://127.0.0.1:PORT/", flush=True)
+        names = list(_SERVERS)
+        for round_ in range(args.rounds):
+            # Each round starts one server further on, so no server is
+            # always measured first (or right after the busiest one).
+            order = names[round_ % len(names):] + names[: round_ % len(names)]
+            for name in order:
+                offset = _SERVERS[name][0]
+                url = f"http://127.0.0.1:{args.port + offset}/"
+                warm_up = ["taskset", "-c", "1", "wrk", "-t1", f"-c{args.connections}", "-d1s", url]
+                subprocess.run(warm_up, capture_output=True)
+                load = os.getloadavg()[0]
+                before = _cpu_seconds(servers[name].pid)
+                out = subprocess.run(wrk + [url], capture_output=True, text=True).stdout
+                cpu = _cpu_seconds(servers[name].pid) - before
+                rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+                count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+                p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+                errors = re.search(r"Non-2xx or 3xx responses: \d+|Socket errors: .*", out)
+                row = {"rps": rps, "us": cpu / count * 1e6, "busy": cpu / args.seconds, "load": load}
+                rows[name].append(row)
+                print(
+                    f"round {round_ + 1}  {name:24s} {rps:9.0f} req/s  server CPU "
+                    f"{row['us']:5.1f} us/request ({row['busy']:4.0%} of CPU 0)  "
+                    f"p99 {p99.group(1) if p99 else '?'}  load {load:.2f}"
+                    f"{'  ' + errors.group(0) if errors else ''}",
+                    flush=True,
+                )
+        print()
+        summary = {}
+        for name in _SERVERS:
+            n = len(rows[name])
+            rps_ratio = statistics.median(rows[name][i]["rps"] / rows["plain"][i]["rps"] for i in range(n))
+            us_ratio = statistics.median(rows[name][i]["us"] / rows["plain"][i]["us"] for i in range(n))
+            summary[name] = {
+                "rps": statistics.median(r["rps"] for r in rows[name]),
+                "us": statistics.median(r["us"] for r in rows[name]),
+                "throughput_overhead": 1 - rps_ratio,
+                "cpu_overhead": us_ratio - 1,
+            }
+            print(
+                f"{name:24s} {summary[name]['rps']:9.0f} req/s  {summary[name]['us']:5.1f} us/request  "
+                f"throughput {-summary[name]['throughput_overhead']:+6.1%}  CPU/request "
+                f"{summary[name]['cpu_overhead']:+6.1%}",
+                flush=True,
+            )
+        if args.json:
+            with open(args.json, "w") as out_file:
+                json.dump({"rows": rows, "summary": summary}, out_file, indent=1)
+    finally:
+        for name, process in readers.items():
+            process.send_signal(signal.SIGINT)
+            try:
+                print(f"{name}: {process.communicate(timeout=30)[0].strip()}")
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for process in servers.values():
+            process.send_signal(signal.SIGINT)
+        for process in servers.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fastopslog.asgi._overhead")
+    commands = parser.add_subparsers(dest="command", required=True)
+    readers = commands.add_parser("readers", help="open SSE streams and read them")
+    readers.add_argument("--host", default="127.0.0.1")
+    readers.add_argument("--port", type=int, default=8000)
+    readers.add_argument("--clients", type=int, default=100)
+    readers.add_argument("--path", default="/admin/ops/logs/stream")
+    readers.add_argument("--query", default="", help="e.g. min_status=500")
+    readers.add_argument("--seconds", type=float, default=0.0, help="0: until Ctrl-C")
+    micro = commands.add_parser("micro", help="time the middleware in process")
+    micro.add_argument("--number", type=int, default=20000)
+    micro.add_argument("--repeat", type=int, default=9)
+    micro.add_argument("--subscribers", type=int, default=0, help="subscriptions reading everything")
+    compare = commands.add_parser("compare", help="the wrk measurement of BENCHMARKS.md")
+    compare.add_argument("--port", type=int, default=8771, help="first of five ports")
+    compare.add_argument("--seconds", type=int, default=10, help="per wrk run")
+    compare.add_argument("--rounds", type=int, default=3)
+    compare.add_argument("--connections", type=int, default=64)
+    compare.add_argument("--http", default="httptools", help="uvicorn --http")
+    compare.add_argument("--loop", default="uvloop", help="uvicorn --loop")
+    compare.add_argument("--json", help="also write the rows and summary here")
+    args = parser.parse_args(argv)
+    if args.command == "compare":
+        sys.exit(_compare(args))
+    if args.command == "micro":
+        asyncio.run(_micro(args))
+        return
+    try:
+        asyncio.run(_readers(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

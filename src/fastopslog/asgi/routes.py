@@ -1,0 +1,651 @@
+"""Admin routes: recent entries, a live SSE stream, stats and the live page.
+
+``admin_routes(ops, token=...)`` is a Starlette :class:`~starlette.routing.Router`
+to mount under a prefix (``app.mount("/admin/ops/logs", ...)`` in Starlette
+or FastAPI); ``admin_mount(ops, token=...)`` is the same as a ready
+:class:`~starlette.routing.Mount` for a route list. Under the prefix:
+
+``GET /recent``
+    The history as a JSON array of entries (each as ``entry.to_json()``
+    renders it), oldest first. Query parameters: the filter fields
+    ``min_status``, ``model``, ``account_id``, ``group_id``,
+    ``min_latency_ms``, and ``limit`` (the newest ``limit`` entries, default
+    100). The ``X-Opslog-Last-Seq`` header carries the sequence number of
+    the last entry returned, for a client that wants to go on with
+    ``/stream?last_event_id=``.
+``GET /stream``
+    Server-Sent Events. The filter parameters as for ``/recent``; ``replay``
+    (how many recent matching entries prime the stream, default 100, at
+    most ``buf_size``); ``last_event_id`` (or the ``Last-Event-ID`` header a
+    reconnecting ``EventSource`` sends, which wins): resume after that
+    sequence number instead. Priming and going live are one atomic
+    ``subscribe``, so there is neither gap nor duplicate between them.
+    Events:
+
+    - unnamed (``message``) events, one per entry: ``id`` is the entry's
+      sequence number, ``data`` its JSON;
+    - ``ready`` first, ``data`` ``{"resumed": bool, "replay": n | null,
+      "last_event_id": s | null, "filter": {...}}``, with ``retry`` (the
+      reconnect delay for ``EventSource``);
+    - ``lost``: entries this client will never see. ``{"reason":
+      "history", "after": s}`` when a resume asked for entries history no
+      longer holds (``sub.history_gap``); ``{"reason": "slow", "count": n,
+      "total": t}`` when the client's buffer overflowed (``sub.dropped``
+      grew by ``n``);
+    - ``: ping`` comments every ``ping`` seconds.
+
+    Entries are written in chunks: after the first entry arrives a stream
+    waits for the next tick of a ``flush_interval`` clock (50 ms) and sends
+    everything gathered as one chunk, so a busy gateway costs each
+    dashboard a few sends a second rather than one per entry; streams with
+    the same filter share the chunk. A send that does not complete within
+    ``send_timeout`` seconds ends the stream (a stuck client is dropped). Whatever ends the stream (the
+    client going away, a timeout, cancellation, server shutdown), the
+    subscription is unsubscribed.
+``GET /stats``
+    ``{"published": …, "dropped": …, "subscribers": …}``.
+``GET /``
+    The live-tail page (one static HTML file, no external resources).
+``POST /session`` / ``DELETE /session``
+    For the page: exchanges a valid bearer token for an ``HttpOnly``,
+    ``SameSite=Strict`` cookie scoped to the prefix (an ``EventSource``
+    cannot send an ``Authorization`` header), and clears it.
+
+Authorization is required by default: give ``token=`` (clients send
+``Authorization: Bearer <token>``; compared in constant time) and/or
+``authorize=`` (a callable, sync or async, taking the Starlette ``Request``
+and returning ``True`` to allow; it may also return a ``Response`` to send
+instead). Either one granting is enough. Without both, the constructor
+refuses unless ``insecure_no_auth=True``. Refusals: 401 without
+credentials or with a wrong token, 403 when ``authorize`` says no. The page
+itself holds no data and is served without credentials unless
+``page_requires_auth=True`` (for an ``authorize`` callable that recognizes
+the browser, by your own session cookie say); it asks for the token when
+the data routes refuse it. A bad query parameter is a 400 with a JSON ``{"error": …}``
+naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import inspect
+import json
+import logging
+import operator
+import re
+from importlib import resources
+from typing import Any, Awaitable, Callable, Union
+
+from sse_starlette.sse import EventSourceResponse, SendTimeoutError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route, Router
+
+from .. import OpsLogBroadcaster, OpsLogFilter, SubscriptionClosed
+from .middleware import DEFAULT_PREFIX, Receive, Scope, Send
+
+__all__ = ("COOKIE_NAME", "admin_mount", "admin_routes")
+
+logger = logging.getLogger("fastopslog.asgi")
+
+COOKIE_NAME = "fastopslog_session"
+DEFAULT_REPLAY = 100
+_FRAME_CACHE_SIZE = 8192
+_CHUNK_CACHE_SIZE = 256
+_SEQ = operator.attrgetter("seq")
+INT64_MAX = 2**63 - 1
+MAX_MODEL_CHARS = 256
+
+AuthResult = Union[bool, Response, None]
+Authorize = Callable[[Request], Union[AuthResult, Awaitable[AuthResult]]]
+
+_FILTER_INTS = ("min_status", "account_id", "group_id", "min_latency_ms")
+_FILTER_PARAMS = (*_FILTER_INTS, "model")
+_RECENT_PARAMS = frozenset((*_FILTER_PARAMS, "limit"))
+_STREAM_PARAMS = frozenset((*_FILTER_PARAMS, "replay", "last_event_id"))
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+class BadParameter(ValueError):
+    """A query parameter that cannot be used; its message is the 400's."""
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _int_param(name: str, raw: str, low: int = 0, high: int = INT64_MAX) -> int:
+    text = raw.strip()
+    if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
+        bounds = f"from {low} to {high}" if high != INT64_MAX else f"of at least {low}"
+        what = name if " " in name else f"query parameter {name!r}"
+        raise BadParameter(f"{what} must be an integer {bounds}, not {raw!r}")
+    return int(text)
+
+
+def _params(request: Request, allowed: frozenset[str]) -> dict[str, str]:
+    """The query parameters, each at most once and all known; empty values
+    count as absent (what an HTML form sends for an empty field)."""
+    seen: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed:
+            raise BadParameter(
+                f"unknown query parameter {name!r}; known: {', '.join(sorted(allowed))}"
+            )
+        if name in seen:
+            raise BadParameter(f"query parameter {name!r} given more than once")
+        seen[name] = value
+    return {name: value for name, value in seen.items() if value != ""}
+
+
+def _filter(params: dict[str, str]) -> OpsLogFilter | None:
+    fields: dict[str, Any] = {}
+    for name in _FILTER_INTS:
+        if name in params:
+            fields[name] = _int_param(name, params[name])
+    model = params.get("model")
+    if model is not None:
+        if len(model) > MAX_MODEL_CHARS:
+            raise BadParameter(f"query parameter 'model' is longer than {MAX_MODEL_CHARS} characters")
+        fields["model"] = model
+    if not any(fields.values()):
+        return None
+    return OpsLogFilter(**fields)
+
+
+def _filter_dict(flt: OpsLogFilter | None) -> dict[str, Any]:
+    if flt is None:
+        return {}
+    return {
+        name: getattr(flt, name) for name in _FILTER_PARAMS if getattr(flt, name)
+    }
+
+
+class _Auth:
+    def __init__(
+        self,
+        token: str | None,
+        authorize: Authorize | None,
+        insecure_no_auth: bool,
+    ) -> None:
+        if token is not None:
+            if not isinstance(token, str) or not token.strip():
+                raise ValueError("token must be a non-empty string")
+            if token != token.strip() or any(c.isspace() for c in token):
+                raise ValueError("token must not contain whitespace")
+        if authorize is not None and not callable(authorize):
+            raise TypeError("authorize must be a callable taking the Request")
+        if token is None and authorize is None and not insecure_no_auth:
+            raise ValueError(
+                "the admin routes need credentials: give token= (a bearer token) "
+                "or authorize= (a callable), or insecure_no_auth=True to serve "
+                "them to anyone who can reach them"
+            )
+        self.open = token is None and authorize is None
+        self.authorize = authorize
+        # Compare digests, so the comparison time says nothing about the
+        # token, its length included.
+        self._token_digest = (
+            hashlib.sha256(token.encode()).digest() if token is not None else None
+        )
+        self.cookie_value = (
+            hmac.new(token.encode(), b"fastopslog-session-v1", hashlib.sha256).hexdigest()
+            if token is not None
+            else None
+        )
+
+    def token_ok(self, candidate: str) -> bool:
+        assert self._token_digest is not None
+        digest = hashlib.sha256(candidate.encode("utf-8", "surrogateescape")).digest()
+        return hmac.compare_digest(digest, self._token_digest)
+
+    @staticmethod
+    def bearer(request: Request) -> str | None:
+        header = request.headers.get("authorization")
+        if not header:
+            return None
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return value.strip()
+
+    async def check(self, request: Request) -> Response | None:
+        """``None`` to go on, else the refusal to send."""
+        if self.open:
+            return None
+        refusal: Response | None = None
+        if self._token_digest is not None:
+            given = self.bearer(request)
+            if given is not None:
+                if self.token_ok(given):
+                    return None
+                refusal = _error(
+                    401,
+                    "invalid bearer token",
+                    {"WWW-Authenticate": 'Bearer realm="fastopslog", error="invalid_token"'},
+                )
+            else:
+                cookie = request.cookies.get(COOKIE_NAME)
+                if cookie is not None:
+                    assert self.cookie_value is not None
+                    if hmac.compare_digest(
+                        cookie.encode("utf-8", "surrogateescape"), self.cookie_value.encode()
+                    ):
+                        return None
+                    refusal = _error(401, "the session cookie is no longer valid: log in again")
+                else:
+                    refusal = _error(
+                        401,
+                        "credentials required: send 'Authorization: Bearer <token>'",
+                        {"WWW-Authenticate": 'Bearer realm="fastopslog"'},
+                    )
+        if self.authorize is not None:
+            result = self.authorize(request)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is True:
+                return None
+            if isinstance(result, Response):
+                return result
+            if refusal is None:
+                refusal = _error(403, "not authorized to read the ops log")
+        return refusal
+
+
+class _EventStream:
+    """The ``/stream`` response: subscribes when the server runs it, and
+    unsubscribes however it ends (``async with``)."""
+
+    def __init__(
+        self,
+        admin: _Admin,
+        flt: OpsLogFilter | None,
+        replay: int,
+        since_seq: int | None,
+    ) -> None:
+        self.admin = admin
+        self.flt = flt
+        self.replay = replay
+        self.since_seq = since_seq
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admin = self.admin
+        if self.since_seq is not None:
+            sub = admin.broadcaster.subscribe(
+                self.flt, admin.buf_size, since_seq=self.since_seq, overflow=admin.overflow
+            )
+        else:
+            sub = admin.broadcaster.subscribe(
+                self.flt, admin.buf_size, replay=self.replay, overflow=admin.overflow
+            )
+        async with sub:
+            response = EventSourceResponse(
+                self._events(sub),
+                ping=admin.ping,
+                send_timeout=admin.send_timeout,
+                sep="\n",
+                headers={"Cache-Control": "no-store"},
+            )
+            try:
+                await response(scope, receive, send)
+            except SendTimeoutError:
+                # The client stopped reading: drop it. The server closes
+                # the connection as the response is incomplete.
+                logger.info("fastopslog: dropped a dashboard that stopped reading (send timeout)")
+
+    async def _events(self, sub: Any) -> Any:
+        admin = self.admin
+        ready = {
+            "resumed": self.since_seq is not None,
+            "replay": self.replay if self.since_seq is None else None,
+            "last_event_id": self.since_seq,
+            "filter": _filter_dict(self.flt),
+        }
+        head = f"retry: {admin.retry_ms}\nevent: ready\ndata: {json.dumps(ready)}\n\n"
+        if sub.history_gap:
+            lost = {"reason": "history", "after": self.since_seq}
+            head += f"event: lost\ndata: {json.dumps(lost)}\n\n"
+        yield head.encode()
+        seen_dropped = 0
+        batch_max = admin.batch_max
+        interval = admin.flush_interval
+        chunk_of = admin.chunk
+        flt = self.flt
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = sub.drain(batch_max)
+            if not batch:
+                try:
+                    first = await sub.aget()
+                except SubscriptionClosed:
+                    return
+                if interval:
+                    # Let entries gather until the next tick of a clock all
+                    # streams share: one chunk (one send, one wake-up) per
+                    # tick instead of one per entry under load, and streams
+                    # with one filter drain the same batch at the same tick,
+                    # so its chunk is made once for all of them.
+                    await asyncio.sleep(interval - loop.time() % interval)
+                batch = [first]
+                batch += sub.drain(batch_max - 1)
+            dropped = sub.dropped
+            chunk = chunk_of(flt, batch, dropped == 0)
+            if dropped != seen_dropped:
+                lost = {"reason": "slow", "count": dropped - seen_dropped, "total": dropped}
+                chunk += f"event: lost\ndata: {json.dumps(lost)}\n\n".encode()
+                seen_dropped = dropped
+            yield chunk
+
+
+class _Admin:
+    def __init__(
+        self,
+        broadcaster: OpsLogBroadcaster,
+        *,
+        token: str | None,
+        authorize: Authorize | None,
+        insecure_no_auth: bool,
+        page_requires_auth: bool,
+        replay: int,
+        buf_size: int,
+        overflow: str,
+        ping: float,
+        send_timeout: float | None,
+        retry_ms: int,
+        default_limit: int,
+        max_limit: int,
+        batch_max: int,
+        flush_interval: float,
+    ) -> None:
+        if not callable(getattr(broadcaster, "subscribe", None)):
+            raise TypeError("broadcaster must be an OpsLogBroadcaster")
+        for name, value, low in (
+            ("buf_size", buf_size, 1),
+            ("replay", replay, 0),
+            ("retry_ms", retry_ms, 0),
+            ("default_limit", default_limit, 1),
+            ("max_limit", max_limit, 1),
+            ("batch_max", batch_max, 1),
+        ):
+            if type(value) is not int or value < low:
+                raise ValueError(f"{name} must be an int of at least {low}")
+        if replay > buf_size:
+            raise ValueError("replay must not exceed buf_size")
+        if default_limit > max_limit:
+            raise ValueError("default_limit must not exceed max_limit")
+        if overflow not in ("drop_newest", "drop_oldest"):
+            raise ValueError("overflow must be 'drop_newest' or 'drop_oldest'")
+        if not isinstance(ping, (int, float)) or ping < 0:
+            raise ValueError("ping must be a non-negative number of seconds (0: no pings)")
+        if not isinstance(flush_interval, (int, float)) or not 0 <= flush_interval <= 10:
+            raise ValueError("flush_interval must be a number of seconds from 0 to 10")
+        if send_timeout is not None and (
+            not isinstance(send_timeout, (int, float)) or send_timeout <= 0
+        ):
+            raise ValueError("send_timeout must be a positive number of seconds or None")
+        self.broadcaster = broadcaster
+        self.auth = _Auth(token, authorize, insecure_no_auth)
+        self.page_requires_auth = page_requires_auth
+        self.replay = replay
+        self.buf_size = buf_size
+        self.overflow = overflow
+        self.ping = ping
+        self.send_timeout = send_timeout
+        self.retry_ms = retry_ms
+        self.default_limit = default_limit
+        self.max_limit = max_limit
+        self.batch_max = batch_max
+        self.flush_interval = flush_interval
+        # Each entry's SSE frame, made once and shared by every stream that
+        # sends it (keyed by seq, unique within the broadcaster).
+        self._frames: dict[int, bytes] = {}
+        self._chunks: dict[tuple[Any, int, int], bytes] = {}
+        self._tick = 0
+        self._page: tuple[bytes, str] | None = None
+
+    def chunk(self, flt: OpsLogFilter | None, batch: list[Any], contiguous: bool) -> bytes:
+        """``frames(batch)``, shared between streams. A subscription that
+        never dropped an entry holds exactly the matching entries from
+        some point on, in order, so its filter, first seq and length say
+        all a batch holds: the key under which the chunk is kept, for the
+        current tick of the flush clock."""
+        if not contiguous or not self.flush_interval:
+            return self.frames(batch)
+        tick = int(asyncio.get_running_loop().time() / self.flush_interval)
+        if tick != self._tick or len(self._chunks) >= _CHUNK_CACHE_SIZE:
+            self._chunks.clear()
+            self._tick = tick
+        key = (flt, batch[0].seq, len(batch))
+        made = self._chunks.get(key)
+        if made is None:
+            made = self._chunks[key] = self.frames(batch)
+        return made
+
+    def frames(self, batch: list[Any]) -> bytes:
+        """The SSE events (``id: <seq>``, ``data: <json>``) of ``batch``,
+        as one chunk. Each entry's event is made once and shared by every
+        stream that sends it; a stream's usual cost per entry is a lookup,
+        done in C by ``map``."""
+        cache = self._frames
+        made = list(map(cache.get, map(_SEQ, batch)))
+        if None in made:
+            if len(cache) >= _FRAME_CACHE_SIZE:
+                cache.clear()
+            for index, entry in enumerate(batch):
+                if made[index] is None:
+                    seq = entry.seq
+                    made[index] = cache[seq] = f"id: {seq}\ndata: {entry.to_json()}\n\n".encode()
+        return b"".join(made)
+
+    async def recent(self, request: Request) -> Response:
+        refusal = await self.auth.check(request)
+        if refusal is not None:
+            return refusal
+        try:
+            params = _params(request, _RECENT_PARAMS)
+            flt = _filter(params)
+            limit = (
+                _int_param("limit", params["limit"], 1, self.max_limit)
+                if "limit" in params
+                else self.default_limit
+            )
+        except BadParameter as exc:
+            return _error(400, str(exc))
+        entries = self.broadcaster.snapshot(flt, limit)
+        body = "[" + ",".join(entry.to_json() for entry in entries) + "]"
+        headers = {"Cache-Control": "no-store"}
+        if entries:
+            headers["X-Opslog-Last-Seq"] = str(entries[-1].seq)
+        return Response(body, media_type="application/json", headers=headers)
+
+    async def stream(self, request: Request) -> Any:
+        refusal = await self.auth.check(request)
+        if refusal is not None:
+            return refusal
+        try:
+            params = _params(request, _STREAM_PARAMS)
+            flt = _filter(params)
+            replay = (
+                _int_param("replay", params["replay"], 0, self.buf_size)
+                if "replay" in params
+                else self.replay
+            )
+            since: int | None = None
+            header = request.headers.get("last-event-id")
+            if header is not None and header.strip():
+                since = _int_param("the Last-Event-ID header", header)
+            elif "last_event_id" in params:
+                since = _int_param("last_event_id", params["last_event_id"])
+        except BadParameter as exc:
+            return _error(400, str(exc))
+        return _EventStream(self, flt, replay, since)
+
+    async def stats(self, request: Request) -> Response:
+        refusal = await self.auth.check(request)
+        if refusal is not None:
+            return refusal
+        if request.query_params:
+            return _error(400, "/stats takes no query parameters")
+        stats = self.broadcaster.stats()
+        return JSONResponse(
+            {"published": stats.published, "dropped": stats.dropped, "subscribers": stats.subscribers},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def session(self, request: Request) -> Response:
+        path = request.scope.get("root_path") or "/"
+        if request.method == "DELETE":
+            response = Response(status_code=204)
+            response.delete_cookie(COOKIE_NAME, path=path, httponly=True, samesite="strict")
+            return response
+        if self.auth.cookie_value is None:
+            return _error(404, "no token is configured: sessions are not used here")
+        given = self.auth.bearer(request)
+        if given is None:
+            return _error(
+                401,
+                "send the token as 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": 'Bearer realm="fastopslog"'},
+            )
+        if not self.auth.token_ok(given):
+            return _error(
+                401,
+                "invalid bearer token",
+                {"WWW-Authenticate": 'Bearer realm="fastopslog", error="invalid_token"'},
+            )
+        response = Response(status_code=204)
+        response.set_cookie(
+            COOKIE_NAME,
+            self.auth.cookie_value,
+            path=path,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    async def page(self, request: Request) -> Response:
+        if self.page_requires_auth:
+            refusal = await self.auth.check(request)
+            if refusal is not None:
+                return refusal
+        if self._page is None:
+            self._page = _load_page()
+        body, csp = self._page
+        return Response(
+            body,
+            media_type="text/html; charset=utf-8",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": csp,
+                "X-Content-Type-Options": "nosniff",
+                "X-Frame-Options": "DENY",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+
+    def router(self) -> Router:
+        return Router(
+            routes=[
+                Route("/", self.page, methods=["GET"]),
+                Route("/recent", self.recent, methods=["GET"]),
+                Route("/stream", self.stream, methods=["GET"]),
+                Route("/stats", self.stats, methods=["GET"]),
+                Route("/session", self.session, methods=["POST", "DELETE"]),
+            ]
+        )
+
+
+def _load_page() -> tuple[bytes, str]:
+    """The page, and a Content-Security-Policy allowing exactly its inline
+    script and style (by hash) and connections to its own origin."""
+    body = resources.files(__package__).joinpath("static/live.html").read_bytes()
+    text = body.decode("utf-8")
+
+    def hashes(tag: str) -> str:
+        found = re.findall(rf"<{tag}>(.*?)</{tag}>", text, re.S)
+        return " ".join(
+            "'sha256-%s'" % _b64(hashlib.sha256(block.encode()).digest()) for block in found
+        )
+
+    csp = (
+        "default-src 'none'; "
+        f"script-src {hashes('script')}; "
+        f"style-src {hashes('style')}; "
+        "connect-src 'self'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return body, csp
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+def admin_routes(
+    broadcaster: OpsLogBroadcaster,
+    *,
+    token: str | None = None,
+    authorize: Authorize | None = None,
+    insecure_no_auth: bool = False,
+    page_requires_auth: bool = False,
+    replay: int | None = None,
+    buf_size: int = 1024,
+    overflow: str = "drop_oldest",
+    ping: float = 15.0,
+    send_timeout: float | None = 10.0,
+    retry_ms: int = 2000,
+    default_limit: int = 100,
+    max_limit: int = 10_000,
+    batch_max: int = 256,
+    flush_interval: float = 0.05,
+) -> Router:
+    """The admin routes as a Starlette ``Router``, to mount under a prefix:
+    ``app.mount("/admin/ops/logs", admin_routes(ops, token=...))``.
+
+    ``buf_size`` and ``overflow`` are each stream's subscription's (a
+    dashboard that falls behind keeps the newest by default); ``replay``
+    how many entries prime a new stream by default (100, or ``buf_size``
+    when that is smaller); ``ping`` the seconds
+    between keep-alive comments; ``send_timeout`` the seconds a send may
+    take before the client is dropped; ``retry_ms`` the reconnect delay
+    sent to ``EventSource``; ``default_limit``/``max_limit`` for
+    ``/recent``; ``batch_max`` the most entries written in one chunk;
+    ``flush_interval`` how long a stream lets entries gather after the
+    first one arrives before it writes them as one chunk (0: write at
+    once; the default 50 ms is one send per dashboard per 50 ms under load,
+    instead of one per entry).
+    """
+    if replay is None:
+        replay = min(DEFAULT_REPLAY, buf_size) if type(buf_size) is int and buf_size > 0 else 0
+    return _Admin(
+        broadcaster,
+        token=token,
+        authorize=authorize,
+        insecure_no_auth=insecure_no_auth,
+        page_requires_auth=page_requires_auth,
+        replay=replay,
+        buf_size=buf_size,
+        overflow=overflow,
+        ping=ping,
+        send_timeout=send_timeout,
+        retry_ms=retry_ms,
+        default_limit=default_limit,
+        max_limit=max_limit,
+        batch_max=batch_max,
+        flush_interval=flush_interval,
+    ).router()
+
+
+def admin_mount(
+    broadcaster: OpsLogBroadcaster, prefix: str = DEFAULT_PREFIX, **options: Any
+) -> Mount:
+    """``admin_routes(broadcaster, **options)`` mounted at ``prefix``, for
+    ``Starlette(routes=[..., admin_mount(ops, token=...)])``."""
+    if not prefix.startswith("/") or prefix == "/":
+        raise ValueError("prefix must start with '/' and not be '/' alone")
+    return Mount(prefix.rstrip("/"), app=admin_routes(broadcaster, **options))

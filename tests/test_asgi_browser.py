@@ -1,0 +1,289 @@
+"""The live page in a real browser: Debian's chromium, headless, driven by
+Selenium through Debian's chromedriver, against a real uvicorn.
+
+Where chromium or chromedriver is missing these tests skip, except in CI
+(``CI`` or ``FASTOPSLOG_REQUIRE_EXTENSIONS`` set): there they fail, so the
+browser test cannot silently stop running. ``FASTOPSLOG_CHROMIUM`` and
+``FASTOPSLOG_CHROMEDRIVER`` point at other binaries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from fastopslog import OpsLogBroadcaster, OpsLogEntry
+
+TOKEN = "browser-test-token"
+WAIT = 30.0  # against hangs only
+
+
+def _required() -> bool:
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+        for name in ("CI", "FASTOPSLOG_REQUIRE_EXTENSIONS")
+    )
+
+
+def _missing(reason: str) -> None:
+    if _required():
+        pytest.fail(f"the browser test must run in CI, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _find(env: str, names: tuple[str, ...]) -> str | None:
+    if os.environ.get(env):
+        path = os.environ[env]
+        return path if os.access(path, os.X_OK) else None
+    for name in names:
+        found = shutil.which(name) or (name if os.path.isabs(name) and os.access(name, os.X_OK) else None)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _missing("selenium is not installed (pip install selenium)")
+    try:
+        import httpx  # noqa: F401
+        import sse_starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        _missing(f"{exc.name} is not installed")
+    chromium = _find("FASTOPSLOG_CHROMIUM", ("chromium", "/usr/bin/chromium", "chromium-browser"))
+    driver_path = _find("FASTOPSLOG_CHROMEDRIVER", ("chromedriver", "/usr/bin/chromedriver"))
+    if chromium is None:
+        _missing("chromium is not installed (apt-get install chromium)")
+    if driver_path is None:
+        _missing("chromedriver is not installed (apt-get install chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--no-first-run",
+        "--window-size=1400,900",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def ops() -> OpsLogBroadcaster:
+    return OpsLogBroadcaster(history_cap=1000)
+
+
+def start(ops: OpsLogBroadcaster, port: int = 0, **options: Any) -> Any:
+    from test_asgi_uvicorn import gateway_app, running_server
+
+    return running_server(gateway_app(ops, token=TOKEN, **options), port)
+
+
+def wait(driver: Any, condition: Any, what: str) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(
+        lambda d: condition(d), message=f"timed out waiting for {what}"
+    )
+
+
+def text_of(driver: Any, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, element_id).text)
+
+
+def rows(driver: Any) -> list[dict[str, Any]]:
+    """What the table shows: seq, status, class, path of each row."""
+    result: list[dict[str, Any]] = driver.execute_script(
+        """return Array.from(document.querySelectorAll('#rows tr')).map(function (tr) {
+             return {seq: +tr.getAttribute('data-seq'), status: +tr.getAttribute('data-status'),
+                     cls: tr.className, path: tr.children[2].textContent,
+                     model: tr.children[5].textContent};
+           });"""
+    )
+    return result
+
+
+def state(driver: Any) -> str:
+    return str(driver.execute_script("return window.opslogState || ''"))
+
+
+STATUSES = (200, 404, 500, 503)
+
+
+def publish(ops: OpsLogBroadcaster, n: int, start: int = 0, **fields: Any) -> list[OpsLogEntry]:
+    entries = []
+    for i in range(start, start + n):
+        entry = OpsLogEntry(
+            method="POST",
+            path=f"/v1/chat/{i}",
+            status=fields.get("status", STATUSES[i % 4]),
+            latency_ms=10 * i,
+            model=fields.get("model", ("gpt-4o", "claude")[i % 2]),
+        )
+        ops.publish(entry)
+        entries.append(entry)
+    return entries
+
+
+def test_entries_appear_coloured_and_filters_work(browser: Any, ops: OpsLogBroadcaster) -> None:
+    from selenium.webdriver.common.by import By
+
+    history = publish(ops, 12)
+    with start(ops) as server:
+        browser.get(f"{server.url}/admin/ops/logs/#token={TOKEN}")
+        wait(browser, lambda d: state(d) == "live", "the page to go live")
+        # Primed from history, newest first.
+        wait(browser, lambda d: len(rows(d)) == 12, "12 primed rows")
+        assert [r["seq"] for r in rows(browser)] == [e.seq for e in reversed(history)]
+        # The token left the address bar once traded for the cookie.
+        assert "token" not in browser.current_url
+
+        live = publish(ops, 8, start=12)
+        wait(browser, lambda d: len(rows(d)) == 20, "8 live rows")
+        shown = rows(browser)
+        assert [r["seq"] for r in shown[:8]] == [e.seq for e in reversed(live)]
+        classes = {r["status"]: r["cls"] for r in shown}
+        assert classes == {200: "s2", 404: "s4", 500: "s5", 503: "s5"}
+        assert text_of(browser, "received") == "20"
+
+        # Filter: min_status 500 reconnects with the parameter and replays
+        # only what matches.
+        field = browser.find_element(By.NAME, "min_status")
+        field.clear()
+        field.send_keys("500")
+        browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+        want = [e.seq for e in reversed(history + live) if e.status >= 500]
+        wait(browser, lambda d: [r["seq"] for r in rows(d)] == want, "only 5xx rows")
+        assert "min_status=500" in browser.current_url
+        more = publish(ops, 8, start=20)
+        want = [e.seq for e in reversed(history + live + more) if e.status >= 500]
+        wait(browser, lambda d: [r["seq"] for r in rows(d)] == want, "new 5xx rows only")
+
+        # Add a model filter on top.
+        field = browser.find_element(By.NAME, "model")
+        field.send_keys("claude")
+        browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+        want = [
+            e.seq for e in reversed(history + live + more) if e.status >= 500 and e.model == "claude"
+        ]
+        wait(browser, lambda d: [r["seq"] for r in rows(d)] == want, "5xx claude rows")
+        assert all(r["model"] == "claude" for r in rows(browser))
+
+        # A bad filter is explained, not retried forever.
+        browser.execute_script(
+            "var f = document.querySelector('input[name=account_id]'); f.type = 'text'; f.value = 'abc';"
+        )
+        browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+        wait(browser, lambda d: state(d) == "error", "the bad filter to be reported")
+        assert "account_id" in text_of(browser, "notice")
+    assert ops.stats().subscribers == 0
+
+
+def test_the_drop_counter_moves(browser: Any, ops: OpsLogBroadcaster) -> None:
+    import httpx
+
+    with start(ops, buf_size=64) as server:
+        browser.get(f"{server.url}/admin/ops/logs/#token={TOKEN}")
+        wait(browser, lambda d: state(d) == "live", "the page to go live")
+        assert text_of(browser, "dropped") == "0"
+        # 3,000 entries published in one go on the server's event loop: the
+        # page's 64-entry subscription overflows.
+        httpx.post(f"{server.url}/burst?n=3000", timeout=WAIT).raise_for_status()
+        wait(browser, lambda d: int(text_of(d, "dropped")) > 0, "the drop counter to move")
+        dropped = int(text_of(browser, "dropped"))
+        wait(browser, lambda d: int(text_of(d, "received")) >= 64, "the buffered entries")
+        assert int(text_of(browser, "received")) + dropped == 3000
+        assert len(rows(browser)) <= 500
+
+
+def test_login_form_pause_and_resume(browser: Any, ops: OpsLogBroadcaster) -> None:
+    from selenium.webdriver.common.by import By
+
+    with start(ops) as server:
+        browser.delete_all_cookies()
+        browser.get(f"{server.url}/admin/ops/logs/")
+        browser.delete_all_cookies()
+        browser.get(f"{server.url}/admin/ops/logs/")
+        wait(browser, lambda d: state(d) == "login", "the login form")
+        login = browser.find_element(By.ID, "login")
+        assert login.is_displayed()
+        login.find_element(By.NAME, "token").send_keys("wrong")
+        login.find_element(By.CSS_SELECTOR, "button").click()
+        wait(browser, lambda d: "invalid" in text_of(d, "notice"), "the refusal")
+        field = login.find_element(By.NAME, "token")
+        field.clear()
+        field.send_keys(TOKEN)
+        login.find_element(By.CSS_SELECTOR, "button").click()
+        wait(browser, lambda d: state(d) == "live", "the page to go live")
+
+        publish(ops, 4)
+        wait(browser, lambda d: len(rows(d)) == 4, "4 rows")
+        browser.find_element(By.ID, "pause").click()
+        wait(browser, lambda d: state(d) == "paused", "paused")
+        publish(ops, 6, start=4)
+        wait(browser, lambda d: text_of(d, "held") == "6", "6 held entries")
+        assert len(rows(browser)) == 4
+        browser.find_element(By.ID, "pause").click()
+        wait(browser, lambda d: len(rows(d)) == 10, "the held rows after resume")
+        assert state(browser) == "live"
+
+
+def test_a_thousand_entries_a_second(browser: Any, ops: OpsLogBroadcaster) -> None:
+    """At 1,000 entries/s the page keeps up: every entry is received, the
+    table stays capped, and the page still answers."""
+    total = 3000
+    with start(ops, buf_size=4096) as server:
+        browser.get(f"{server.url}/admin/ops/logs/#token={TOKEN}")
+        wait(browser, lambda d: state(d) == "live", "the page to go live")
+
+        def publisher() -> None:
+            for second in range(total // 1000):
+                begin = time.monotonic()
+                for i in range(100):
+                    publish(ops, 10, start=second * 1000 + i * 10)
+                    time.sleep(max(0.0, begin + (i + 1) / 100 - time.monotonic()))
+
+        thread = threading.Thread(target=publisher, daemon=True)
+        thread.start()
+        thread.join(WAIT)
+        wait(browser, lambda d: int(text_of(d, "received")) == total, "every entry to arrive")
+        shown = rows(browser)
+        assert len(shown) == 500
+        assert shown[0]["seq"] == ops.stats().published
+        assert text_of(browser, "dropped") == "0"
+
+
+def test_reconnects_and_resumes_after_a_server_restart(browser: Any, ops: OpsLogBroadcaster) -> None:
+    with start(ops) as server:
+        port = server.port
+        browser.get(f"{server.url}/admin/ops/logs/#token={TOKEN}")
+        wait(browser, lambda d: state(d) == "live", "the page to go live")
+        first = publish(ops, 3)
+        wait(browser, lambda d: len(rows(d)) == 3, "3 rows")
+    wait(browser, lambda d: state(d) in ("reconnecting", "disconnected", "connecting"), "the lost connection")
+    # Published while the server is down: the page must get them once it
+    # is back, through Last-Event-ID, and nothing twice.
+    missed = publish(ops, 4, start=3)
+    with start(ops, port=port):
+        wait(browser, lambda d: state(d) == "live", "the page to reconnect")
+        more = publish(ops, 2, start=7)
+        want = [e.seq for e in reversed(first + missed + more)]
+        wait(browser, lambda d: [r["seq"] for r in rows(d)] == want, "the missed and new rows, once each")
