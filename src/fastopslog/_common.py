@@ -105,6 +105,30 @@ def check_capacity(name: str, value: object) -> int:
     return value
 
 
+def subscribe_options(
+    buf_size: object, replay: object, since_seq: object, overflow: object
+) -> tuple[int, int, int | None, str]:
+    """``subscribe()``'s options, checked: Go's default for a ``buf_size``
+    of 0 or less, and the overflow policy's own constant (not the caller's
+    object, which may be a str subclass)."""
+    size = check_capacity("buf_size", buf_size)
+    if size <= 0:
+        size = DEFAULT_BUF_SIZE
+    last = check_int("replay", replay)
+    if last < 0:
+        raise ValueError("replay must not be negative")
+    since = None
+    if since_seq is not None:
+        since = check_int("since_seq", since_seq)
+        if since < 0:
+            raise ValueError("since_seq must not be negative")
+        if last:
+            raise ValueError("give replay or since_seq, not both")
+    if overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
+    return size, last, since, DROP_OLDEST if overflow == DROP_OLDEST else DROP_NEWEST
+
+
 def time_to_us(value: object) -> int:
     """Seconds since the epoch (int or float) to whole microseconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

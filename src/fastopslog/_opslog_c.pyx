@@ -71,7 +71,6 @@ from ._common import (
     DROP_NEWEST,
     DROP_OLDEST,
     GO_ZERO_TIME_US,
-    OVERFLOW_POLICIES,
     TIME_MAX_US,
     TIME_MIN_US,
     OpsLogStats,
@@ -84,6 +83,7 @@ from ._common import (
     entry_repr,
     filter_repr,
     refuse_copy,
+    subscribe_options,
     time_to_us,
 )
 
@@ -1149,24 +1149,12 @@ cdef class OpsLogBroadcaster:
         cdef OpsLogSubscription sub
         if flt is None:
             raise TypeError(f"filter must be an OpsLogFilter or None, not {type(filter).__name__}")
-        cap = check_capacity("buf_size", buf_size)
-        if cap <= 0:
-            cap = DEFAULT_BUF_SIZE
-        want_replay = check_int("replay", replay)
-        if want_replay < 0:
-            raise ValueError("replay must not be negative")
+        cap, want_replay, since_seq, overflow = subscribe_options(buf_size, replay, since_seq, overflow)
         if since_seq is not None:
-            since = check_int("since_seq", since_seq)
-            if since < 0:
-                raise ValueError("since_seq must not be negative")
-            if want_replay:
-                raise ValueError("give replay or since_seq, not both")
-        if overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
+            since = since_seq
         sub = OpsLogSubscription.__new__(OpsLogSubscription, self)
         sub.filter = flt
-        # The policy's own constant, not the caller's (maybe str subclass) object.
-        sub.overflow = DROP_OLDEST if overflow == DROP_OLDEST else DROP_NEWEST
+        sub.overflow = overflow
         sub._ring.items = <PyObject**>PyMem_Calloc(cap, sizeof(PyObject*))
         if sub._ring.items == NULL:
             raise MemoryError()

@@ -32,7 +32,6 @@ from ._common import (
     GO_ZERO_TIME,
     INT64_MAX,
     INT64_MIN,
-    OVERFLOW_POLICIES,
     OpsLogStats,
     SubscriptionClosed,
     check_capacity,
@@ -43,6 +42,7 @@ from ._common import (
     entry_repr,
     filter_repr,
     refuse_copy,
+    subscribe_options,
     time_to_us,
 )
 from ._gojson import format_time, quote
@@ -574,22 +574,9 @@ class OpsLogBroadcaster:
         flt = _MATCH_ALL if filter is None else filter
         if type(flt) is not OpsLogFilter:
             raise TypeError(f"filter must be an OpsLogFilter or None, not {type(filter).__name__}")
-        buf_size = check_capacity("buf_size", buf_size)
-        if buf_size <= 0:
-            buf_size = DEFAULT_BUF_SIZE
-        replay = check_int("replay", replay)
-        if replay < 0:
-            raise ValueError("replay must not be negative")
-        if since_seq is not None:
-            since_seq = check_int("since_seq", since_seq)
-            if since_seq < 0:
-                raise ValueError("since_seq must not be negative")
-            if replay:
-                raise ValueError("give replay or since_seq, not both")
-        if overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
-        # The policy's own constant, not the caller's (maybe str subclass) object.
-        overflow = DROP_OLDEST if overflow == DROP_OLDEST else DROP_NEWEST
+        buf_size, replay, since_seq, overflow = subscribe_options(
+            buf_size, replay, since_seq, overflow
+        )
         sub = _Sub(flt, buf_size, overflow == DROP_OLDEST)
         handle = OpsLogSubscription(self, sub, flt, overflow)
         with _LOCK:
