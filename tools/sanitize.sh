@@ -9,7 +9,7 @@
 # the core there with FASTOPSLOG_DEBUG_BUILD=1 (-O0 -g3 -UNDEBUG: C asserts
 # on, CPython's too; its -O0 comes after, so wins over, the -O1 in CFLAGS)
 # into a venv of its own, and never touches the checkout's in-place build.
-# Times on 2 cores: asan about 4 min, valgrind about 5 min.
+# Each takes about 4 minutes on 2 cores.
 #
 # asan: the core built with -fsanitize=address,undefined; python runs with
 #   libasan preloaded (the interpreter itself is not instrumented),
