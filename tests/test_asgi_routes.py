@@ -513,18 +513,39 @@ async def test_streams_sharing_chunks_each_get_their_own_entries(
     assert ops.stats().subscribers == 0
 
 
+async def test_batch_max_bounds_each_chunk(ops: OpsLogBroadcaster) -> None:
+    stream = sse(make_app(ops, replay=0, batch_max=3, flush_interval=0.02))
+    await stream.next_event()  # ready: subscribed
+    assert stream.buffer == ""
+    published = publish(ops, 10)
+    ids: list[list[int]] = []
+    while sum(map(len, ids)) < 10:
+        chunk = (await asyncio.wait_for(stream.chunks.get(), WAIT)).decode()
+        ids.append([int(seq) for seq in re.findall(r"^id: (\d+)$", chunk, re.M)])
+    assert [seq for chunk in ids for seq in chunk] == [e.seq for e in published]
+    assert max(map(len, ids)) == 3
+    await stream.hang_up()
+    assert ops.stats().subscribers == 0
+
+
 async def test_a_batch_with_a_gap_never_takes_a_shared_chunk(ops: OpsLogBroadcaster) -> None:
     # White-box: the chunk cache is keyed by (filter, first seq, length),
-    # which only says what a batch holds when its subscription never dropped.
+    # which says what a batch holds when its subscription never dropped or
+    # when its seqs are consecutive; any other batch gets a chunk of its own.
     router = admin_routes(ops, token=TOKEN, flush_interval=10.0)
     admin = next(route.endpoint.__self__ for route in router.routes if route.path == "/stream")
     entries = publish(ops, 10)
     shared = admin.chunk(None, entries[0:3], True)
     assert admin.chunk(None, entries[0:3], True) is shared
+    # A stream that dropped entries earlier but whose batch is consecutive
+    # holds the same entries: it shares the chunk.
+    assert admin.chunk(None, entries[0:3], False) is shared
     gapped = admin.chunk(None, [entries[0], entries[5], entries[6]], False)
     assert gapped != shared
     assert gapped == admin.frames([entries[0], entries[5], entries[6]])
     assert b"id: %d\n" % entries[5].seq in gapped
+    # The same gapped batch again is made again, not taken from the cache.
+    assert admin.chunk(None, [entries[0], entries[5], entries[6]], False) is not gapped
 
 
 async def test_keep_alive_pings(ops: OpsLogBroadcaster) -> None:

@@ -405,13 +405,23 @@ class _Admin:
         self._tick = 0
         self._page: tuple[bytes, str] | None = None
 
-    def chunk(self, flt: OpsLogFilter | None, batch: list[Any], contiguous: bool) -> bytes:
-        """``frames(batch)``, shared between streams. A subscription that
-        never dropped an entry holds exactly the matching entries from
-        some point on, in order, so its filter, first seq and length say
-        all a batch holds: the key under which the chunk is kept, for the
-        current tick of the flush clock."""
-        if not contiguous or not self.flush_interval:
+    def chunk(self, flt: OpsLogFilter | None, batch: list[Any], never_dropped: bool) -> bytes:
+        """``frames(batch)``, shared between streams. The chunk is kept for
+        the current tick of the flush clock under (filter, first seq,
+        length), which says exactly what a batch holds when either
+
+        - its subscription never dropped an entry: it then holds every
+          matching entry from some point on, in order; or
+        - its seqs are consecutive: it then holds every entry from its
+          first seq to its last, whatever the subscription dropped before
+          (the usual batch of a stream reading everything, even once it
+          has fallen behind).
+
+        Any other batch may have gaps another stream's has not, so its
+        chunk is made for it alone."""
+        if not self.flush_interval or not (
+            never_dropped or batch[-1].seq - batch[0].seq == len(batch) - 1
+        ):
             return self.frames(batch)
         tick = int(asyncio.get_running_loop().time() / self.flush_interval)
         if tick != self._tick or len(self._chunks) >= _CHUNK_CACHE_SIZE:
@@ -601,7 +611,7 @@ def admin_routes(
     retry_ms: int = 2000,
     default_limit: int = 100,
     max_limit: int = 10_000,
-    batch_max: int = 256,
+    batch_max: int = 1024,
     flush_interval: float = 0.05,
 ) -> Router:
     """The admin routes as a Starlette ``Router``, to mount under a prefix:
