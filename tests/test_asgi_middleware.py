@@ -333,6 +333,20 @@ async def test_the_admin_prefix_is_not_logged_by_default(ops: OpsLogBroadcaster)
     assert only(ops).path == DEFAULT_PREFIX + "/x"
 
 
+@pytest.mark.parametrize("prefix", ["/internal", "/internal/"])
+async def test_an_excluded_prefix_covers_what_is_below_it_and_nothing_else(
+    ops: OpsLogBroadcaster, prefix: str
+) -> None:
+    async with client(gateway(ops, exclude_paths=[prefix])) as http:
+        for path in ("/internal", "/internal/", "/internal/a/b", "/internals", "/internal-x", "/"):
+            await http.get(path)
+            await http.get(path)  # the second time from the memo
+    assert [e.path for e in ops.snapshot()] == ["/internals"] * 2 + ["/internal-x"] * 2 + ["/"] * 2
+    async with client(gateway(ops, exclude_paths="/")) as http:
+        await http.get("/anything")
+    assert ops.stats().published == 6
+
+
 async def test_a_bad_context_value_is_left_out_not_fatal(
     ops: OpsLogBroadcaster, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -382,6 +396,21 @@ async def test_redaction_can_be_turned_off_or_replaced(ops: OpsLogBroadcaster) -
     async with client(gateway(other, redact=lambda text: text.replace("secret", "***"))) as http:
         await http.get("/ok?password=secret1")
     assert only(other).path == "/ok?password=***1"
+
+    # A callable of the user's may not be pure: it runs for every request,
+    # also on a path without a query seen before.
+    calls: list[str] = []
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return text.upper()
+
+    fourth = OpsLogBroadcaster()
+    async with client(gateway(fourth, redact=counting)) as http:
+        await http.get("/ok")
+        await http.get("/ok")
+    assert [e.path for e in fourth.snapshot()] == ["/OK", "/OK"]
+    assert calls == ["/ok", "/ok"]
 
     third = OpsLogBroadcaster()
     custom = Redactor(marker="<hidden>", extra_params=["session"], extra_patterns=[r"\bcorp-[0-9]{6}\b"])

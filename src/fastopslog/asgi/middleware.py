@@ -272,10 +272,12 @@ class OpsLogMiddleware:
         elif redact is not None and not callable(redact):
             raise TypeError("redact must be True, False, None, a Redactor or a callable")
         self.redactor: Callable[[str], str] | None = redact
-        # Only a Redactor is known to be a pure function worth memoizing.
-        self._path_cache: dict[str, str] | None = (
-            {} if isinstance(redact, Redactor) else None
-        )
+        # Only a Redactor (or no redaction) is known to be pure, so only
+        # then is a path's published form remembered.
+        self._memoize = redact is None or isinstance(redact, Redactor)
+        # Each path seen: how it publishes without a query string (its
+        # redacted form, or itself when not memoized), or "" when excluded.
+        self._paths: dict[str, str] = {}
         self.error_detail_limit = error_detail_limit
         self.error_message_limit = error_message_limit
         if isinstance(exclude_paths, str):
@@ -285,17 +287,23 @@ class OpsLogMiddleware:
         self.contextvar = contextvar
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (
-            self.exclude_paths and scope["path"].startswith(self.exclude_paths)
-        ):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # One dict lookup a request instead of a prefix scan (a gateway
+        # sees the same few paths again and again).
+        known = self._paths.get(scope["path"])
+        if known is None:
+            known = self._learn(scope["path"])
+        if not known:  # excluded
             await self.app(scope, receive, send)
             return
         start = perf_counter_ns()
         ctx = OpsLogContext()
-        state = scope.get("state")
-        if state is None:
-            scope["state"] = state = {}
-        state[STATE_KEY] = ctx
+        try:
+            scope["state"][STATE_KEY] = ctx
+        except KeyError:
+            scope["state"] = {STATE_KEY: ctx}
         rec = _Recorder()
         rec._send = send
         rec._receive = receive
@@ -306,20 +314,20 @@ class OpsLogMiddleware:
             self._finish(scope, ctx, rec, start, exc)
             raise
         else:
-            if ctx.__dict__ or not rec.end or rec.disconnected or rec.chunked:
+            if ctx.__dict__ or rec.disconnected or rec.chunked or not rec.end:
                 self._finish(scope, ctx, rec, start, None)
             else:
                 # The common case, inline: a complete, unstreamed response
                 # to which the app added nothing.
                 try:
-                    path = None
-                    cache = self._path_cache
-                    if cache is not None and not scope.get("query_string"):
-                        path = cache.get(scope["path"])
                     self._publish_entry(
                         OpsLogEntry(
                             method=scope["method"],
-                            path=path or self._path(scope),
+                            path=(
+                                known
+                                if self._memoize and not scope.get("query_string")
+                                else self._path(scope)
+                            ),
                             status=rec.status,
                             latency_ms=(rec.end - start) // 1_000_000,
                         )
@@ -330,10 +338,27 @@ class OpsLogMiddleware:
             if token is not None:
                 _current.reset(token)
 
+    def _learn(self, path: str) -> str:
+        """What ``path`` publishes as without a query string, or ``""``
+        when it is excluded, remembered for the next request. An excluded
+        prefix covers itself and what is below it, as a mount does, not
+        other paths that merely start with the same characters."""
+        if any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.exclude_paths):
+            published = ""
+        elif isinstance(self.redactor, Redactor):
+            published = self.redactor.path(path)
+        else:
+            published = path
+        paths = self._paths
+        if len(paths) >= _PATH_CACHE_SIZE:
+            paths.clear()
+        paths[path] = published
+        return published
+
     def _path(self, scope: Scope) -> str:
         """The path with its query string, redacted. Paths without a query
-        are memoized (a gateway sees the same few again and again); those
-        with one are redacted each time, so no credential is kept."""
+        are memoized when the redaction is known to be pure; those with one
+        are redacted each time, so no credential is kept."""
         path: str = scope["path"]
         query = scope.get("query_string") if self.include_query else None
         redact = self.redactor
@@ -344,19 +369,10 @@ class OpsLogMiddleware:
             if isinstance(redact, Redactor):
                 return redact.path(path, text)
             return redact(path + "?" + text)
-        cache = self._path_cache
-        if cache is not None:
-            redacted = cache.get(path)
-            if redacted is not None:
-                return redacted
-        if redact is None:
-            return path
-        redacted = redact.path(path) if isinstance(redact, Redactor) else redact(path)
-        if cache is not None:
-            if len(cache) >= _PATH_CACHE_SIZE:
-                cache.clear()
-            cache[path] = redacted
-        return redacted
+        if not self._memoize:
+            assert redact is not None
+            return redact(path)
+        return self._paths.get(path) or self._learn(path)
 
     def _finish(
         self,
