@@ -1,27 +1,31 @@
-"""What the overhead measurement in BENCHMARKS.md runs: three uvicorn app
-factories and a crowd of SSE readers.
+"""What the overhead measurement in BENCHMARKS.md runs: uvicorn app
+factories, two reference middlewares and a crowd of SSE readers.
 
     uvicorn --factory fastopslog.asgi._overhead:plain_app ...        # no middleware
-    uvicorn --factory fastopslog.asgi._overhead:middleware_app ...   # middleware + admin routes
+    uvicorn --factory fastopslog.asgi._overhead:passthrough_app ...  # a middleware doing nothing
+    uvicorn --factory fastopslog.asgi._overhead:see_status_app ...   # one reading the status
+    uvicorn --factory fastopslog.asgi._overhead:middleware_app ...   # OpsLogMiddleware + admin routes
     python -m fastopslog.asgi._overhead readers --port 8000 --clients 100
-    python -m fastopslog.asgi._overhead micro     # the middleware alone, in process
+    python -m fastopslog.asgi._overhead micro     # the middlewares alone, in process
     python -m fastopslog.asgi._overhead compare   # all of the above with wrk, as in BENCHMARKS.md
 
 Every app serves ``GET /`` with a two-byte text body, the smallest endpoint
-Starlette has, so what the middleware adds is as visible as it can be. The
-readers open ``/admin/ops/logs/stream`` (token ``bench``) over raw sockets
-and read as fast as they can, counting bytes and events; they report when
-stopped (Ctrl-C or ``--seconds``). ``micro`` times the middleware around a
-bare ASGI app in process, with no server and no network: what it adds to a
-request, without the noise of a load test. ``compare`` runs the whole
-measurement: five servers side by side pinned to CPU 0 (the endpoint alone,
-twice, the second copy a control that shows the noise floor; with the
-middleware; with the middleware and 100 readers receiving every
-entry; with the middleware and 100 readers filtered to errors, which
-nothing matches), wrk and the readers pinned to CPU 1, rounds of one wrk run
-per server, and per server the median over rounds of its ratio to the plain
-server: throughput and server CPU time per request. Needs Linux, ``wrk``
-and ``taskset``.
+Starlette has, so what a middleware adds is as visible as it can be. The
+two reference middlewares say what any middleware costs: ``PassThrough``
+only adds a coroutine, ``SeeStatus`` also wraps ``send`` to read the
+status, the least a middleware that logs responses must do. The readers
+open ``/admin/ops/logs/stream`` (token ``bench``) over raw sockets and read
+as fast as they can, counting bytes and events; they report when stopped
+(Ctrl-C or ``--seconds``). ``micro`` times the middlewares around a bare
+ASGI app in process, with no server and no network. ``compare`` runs the
+whole measurement: seven servers side by side pinned to CPU 0 (the
+endpoint alone, twice, the second copy a control that shows the noise
+floor; inside each reference middleware; inside OpsLogMiddleware; the same
+with 100 readers receiving every entry; the same with 100 readers filtered
+to errors, which nothing matches), wrk and the readers pinned to CPU 1,
+rounds of one wrk run per server, and per server the median over rounds of
+its ratio to the plain server: throughput, and server CPU time (user and
+system) per request. Needs Linux, ``wrk`` and ``taskset``.
 """
 
 from __future__ import annotations
@@ -57,6 +61,51 @@ def _endpoint_app(routes: list[Any]) -> Any:
 def plain_app() -> Any:
     """The endpoint alone."""
     return _endpoint_app([])
+
+
+class PassThrough:
+    """The least a pure ASGI middleware can be: one more coroutine between
+    the server and the app. What any middleware costs before it does
+    anything."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+class SeeStatus:
+    """A middleware that wraps ``send`` to read the status and does nothing
+    with it: the least any middleware that logs responses costs."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        status = 0
+
+        def see(message: Any) -> Any:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            return send(message)
+
+        await self.app(scope, receive, see)
+
+
+def passthrough_app() -> Any:
+    """The endpoint inside :class:`PassThrough`."""
+    app = _endpoint_app([])
+    app.add_middleware(PassThrough)
+    return app
+
+
+def see_status_app() -> Any:
+    """The endpoint inside :class:`SeeStatus`."""
+    app = _endpoint_app([])
+    app.add_middleware(SeeStatus)
+    return app
 
 
 def middleware_app() -> Any:
@@ -168,6 +217,8 @@ async def _micro(args: argparse.Namespace) -> None:
     subs = [ops.subscribe(buf_size=1 << 16) for _ in range(args.subscribers)]
     variants = {
         "bare app": _bare,
+        "pass-through middleware": PassThrough(_bare),
+        "status-reading middleware": SeeStatus(_bare),
         "middleware": OpsLogMiddleware(_bare, ops),
         "middleware, contextvar=True": OpsLogMiddleware(_bare, ops, contextvar=True),
     }
@@ -190,26 +241,136 @@ _SERVERS = {  # name: (port offset, factory, readers' query or None)
     # The same as "plain": how far apart two identical servers measure is
     # the noise floor of the whole comparison.
     "plain, again (control)": (4, "plain_app", None),
+    # What any middleware costs: one more coroutine; one that also wraps
+    # send to read the status.
+    "pass-through": (5, "passthrough_app", None),
+    "status-reading": (6, "see_status_app", None),
     "middleware": (1, "middleware_app", None),
     "100 readers, all": (2, "middleware_app", ""),
     "100 readers, errors": (3, "middleware_app", "min_status=500"),
 }
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """The process's user and system CPU time so far."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def _wait_port(port: int) -> None:
-    for _ in range(600):
+def _wait_port(port: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return
         except OSError:
             time.sleep(0.05)
     raise SystemExit(f"no server on port {port}")
+
+
+async def _load(port: int, total: int, connections: int) -> None:
+    """Exactly ``total`` keep-alive ``GET /`` requests, one at a time on
+    each of ``connections`` connections."""
+
+    async def one(count: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(count):
+                writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                if not head.startswith(b"HTTP/1.1 200") or length is None:
+                    raise SystemExit(f"unexpected response: {head!r}")
+                await reader.readexactly(int(length.group(1)))
+        finally:
+            writer.close()
+
+    share, extra = divmod(total, connections)
+    await asyncio.gather(*(one(share + (i < extra)) for i in range(connections)))
+
+
+def _subscribers(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), 10) as conn:
+        conn.sendall(
+            f"GET /admin/ops/logs/stats HTTP/1.1\r\nHost: bench\r\n"
+            f"Authorization: Bearer {BENCH_TOKEN}\r\nConnection: close\r\n\r\n".encode()
+        )
+        reply = b""
+        while chunk := conn.recv(4096):
+            reply += chunk
+    return int(json.loads(reply.split(b"\r\n\r\n", 1)[1])["subscribers"])
+
+
+_COUNTED = {  # name: (factory, readers' query or None)
+    "plain": ("plain_app", None),
+    "pass-through": ("passthrough_app", None),
+    "status-reading": ("see_status_app", None),
+    "middleware": ("middleware_app", None),
+    "100 readers, errors": ("middleware_app", "min_status=500"),
+}
+
+
+def _instructions(args: argparse.Namespace) -> int:
+    """Each server under callgrind: its instructions for exactly
+    ``args.requests`` requests, counted from after a warm-up. The count is
+    the same from run to run whatever else the machine does, so it resolves
+    differences of a fraction of a percent that wall-clock runs on a shared
+    machine cannot; it leaves out the kernel (system time) and what cache
+    misses cost."""
+    import tempfile
+
+    counts: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (factory, query) in _COUNTED.items():
+            out = os.path.join(tmp, f"{factory}.out")
+            command = [
+                "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                sys.executable, "-m", "uvicorn", "--factory", f"fastopslog.asgi._overhead:{factory}",
+                "--host", "127.0.0.1", "--port", str(args.port), "--http", args.http,
+                "--loop", args.loop, "--no-access-log", "--log-level", "warning",
+            ]
+            print("$", " ".join(command), flush=True)
+            server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+            readers = None
+            try:
+                _wait_port(args.port, 600)
+                if query is not None:
+                    readers = subprocess.Popen(
+                        [sys.executable, "-m", "fastopslog.asgi._overhead", "readers",
+                         "--port", str(args.port), "--clients", "100", "--query", query],
+                        stdout=subprocess.DEVNULL,
+                    )
+                    while _subscribers(args.port) < 100:
+                        time.sleep(0.5)
+                asyncio.run(_load(args.port, args.warmup, args.connections))
+                subprocess.run(["callgrind_control", "--zero", str(server.pid)], check=True, capture_output=True)
+                asyncio.run(_load(args.port, args.requests, args.connections))
+                subprocess.run(["callgrind_control", "--dump", str(server.pid)], check=True, capture_output=True)
+                with open(out + ".1") as dump:
+                    total = next(
+                        int(line.split()[1]) for line in dump if line.startswith(("summary:", "totals:"))
+                    )
+            finally:
+                if readers is not None:
+                    readers.send_signal(signal.SIGINT)
+                    readers.wait(30)
+                server.send_signal(signal.SIGINT)
+                try:
+                    server.wait(120)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+            counts[name] = total / args.requests
+            print(
+                f"{name:24s} {counts[name]:9.0f} instructions/request  "
+                f"{counts[name] / counts['plain'] - 1:+6.1%}",
+                flush=True,
+            )
+    if args.json:
+        with open(args.json, "w") as out_file:
+            json.dump(counts, out_file, indent=1)
+    return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -249,18 +410,28 @@ def _compare(args: argparse.Namespace) -> int:
                 warm_up = ["taskset", "-c", "1", "wrk", "-t1", f"-c{args.connections}", "-d1s", url]
                 subprocess.run(warm_up, capture_output=True)
                 load = os.getloadavg()[0]
-                before = _cpu_seconds(servers[name].pid)
+                user0, system0 = _cpu_seconds(servers[name].pid)
                 out = subprocess.run(wrk + [url], capture_output=True, text=True).stdout
-                cpu = _cpu_seconds(servers[name].pid) - before
+                user1, system1 = _cpu_seconds(servers[name].pid)
+                user, system = user1 - user0, system1 - system0
+                cpu = user + system
                 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
                 count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
                 p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
                 errors = re.search(r"Non-2xx or 3xx responses: \d+|Socket errors: .*", out)
-                row = {"rps": rps, "us": cpu / count * 1e6, "busy": cpu / args.seconds, "load": load}
+                row = {
+                    "rps": rps,
+                    "us": cpu / count * 1e6,
+                    "user_us": user / count * 1e6,
+                    "system_us": system / count * 1e6,
+                    "busy": cpu / args.seconds,
+                    "load": load,
+                }
                 rows[name].append(row)
                 print(
                     f"round {round_ + 1}  {name:24s} {rps:9.0f} req/s  server CPU "
-                    f"{row['us']:5.1f} us/request ({row['busy']:4.0%} of CPU 0)  "
+                    f"{row['us']:5.1f} us/request (user {row['user_us']:4.1f}, system "
+                    f"{row['system_us']:4.1f}; {row['busy']:4.0%} of CPU 0)  "
                     f"p99 {p99.group(1) if p99 else '?'}  load {load:.2f}"
                     f"{'  ' + errors.group(0) if errors else ''}",
                     flush=True,
@@ -274,11 +445,14 @@ def _compare(args: argparse.Namespace) -> int:
             summary[name] = {
                 "rps": statistics.median(r["rps"] for r in rows[name]),
                 "us": statistics.median(r["us"] for r in rows[name]),
+                "user_us": statistics.median(r["user_us"] for r in rows[name]),
+                "system_us": statistics.median(r["system_us"] for r in rows[name]),
                 "throughput_overhead": 1 - rps_ratio,
                 "cpu_overhead": us_ratio - 1,
             }
             print(
-                f"{name:24s} {summary[name]['rps']:9.0f} req/s  {summary[name]['us']:5.1f} us/request  "
+                f"{name:24s} {summary[name]['rps']:9.0f} req/s  {summary[name]['us']:5.1f} us/request "
+                f"(user {summary[name]['user_us']:4.1f}, system {summary[name]['system_us']:4.1f})  "
                 f"throughput {-summary[name]['throughput_overhead']:+6.1%}  CPU/request "
                 f"{summary[name]['cpu_overhead']:+6.1%}",
                 flush=True,
@@ -318,14 +492,26 @@ def main(argv: list[str] | None = None) -> None:
     micro.add_argument("--repeat", type=int, default=9)
     micro.add_argument("--subscribers", type=int, default=0, help="subscriptions reading everything")
     compare = commands.add_parser("compare", help="the wrk measurement of BENCHMARKS.md")
-    compare.add_argument("--port", type=int, default=8771, help="first of five ports")
+    compare.add_argument("--port", type=int, default=8771, help="first of seven ports")
     compare.add_argument("--seconds", type=int, default=10, help="per wrk run")
     compare.add_argument("--rounds", type=int, default=3)
     compare.add_argument("--connections", type=int, default=64)
     compare.add_argument("--http", default="httptools", help="uvicorn --http")
     compare.add_argument("--loop", default="uvloop", help="uvicorn --loop")
     compare.add_argument("--json", help="also write the rows and summary here")
+    counted = commands.add_parser(
+        "instructions", help="instructions per request of each server, counted by callgrind"
+    )
+    counted.add_argument("--port", type=int, default=8781)
+    counted.add_argument("--requests", type=int, default=4000, help="counted requests per server")
+    counted.add_argument("--warmup", type=int, default=1000)
+    counted.add_argument("--connections", type=int, default=8)
+    counted.add_argument("--http", default="httptools", help="uvicorn --http")
+    counted.add_argument("--loop", default="uvloop", help="uvicorn --loop")
+    counted.add_argument("--json", help="also write the counts here")
     args = parser.parse_args(argv)
+    if args.command == "instructions":
+        sys.exit(_instructions(args))
     if args.command == "compare":
         sys.exit(_compare(args))
     if args.command == "micro":

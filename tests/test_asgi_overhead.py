@@ -1,0 +1,75 @@
+"""The overhead measurement of BENCHMARKS.md measures what it says: each
+app factory serves the endpoint, the reference middlewares pass the
+response through, the fixed-count load sends exactly the requests it is
+asked for, and ``micro`` prints a line per variant. Speed itself is never
+asserted here."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+pytest.importorskip("sse_starlette")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from fastopslog.asgi import _overhead  # noqa: E402
+
+FACTORIES = ["plain_app", "passthrough_app", "see_status_app", "middleware_app"]
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_each_server_serves_the_endpoint_over_a_real_socket(factory: str) -> None:
+    from test_asgi_uvicorn import running_server
+
+    app = getattr(_overhead, factory)()
+    seen: list[str] = []
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append(scope["path"])
+        await app(scope, receive, send)
+
+    with running_server(counted) as server:
+        asyncio.run(_overhead._load(server.port, 7, 3))
+        assert seen == ["/"] * 7
+        if factory == "middleware_app":
+            # The admin routes are mounted, the requests were published, and
+            # the stats request itself is excluded from the log.
+            assert _overhead._subscribers(server.port) == 0
+            stats = httpx.get(
+                f"{server.url}/admin/ops/logs/stats",
+                headers={"Authorization": f"Bearer {_overhead.BENCH_TOKEN}"},
+            ).json()
+            assert stats["published"] == 7
+
+
+def test_the_reference_middlewares_change_nothing_in_the_response() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 418, "headers": [(b"x-a", b"1")]})
+        await send({"type": "http.response.body", "body": b"tea"})
+
+    for middleware in (_overhead.PassThrough(app), _overhead.SeeStatus(app)):
+        response = asyncio.run(_get(middleware))
+        assert (response.status_code, response.headers["x-a"], response.text) == (418, "1", "tea")
+
+
+async def _get(app: Any) -> Any:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        return await c.get("/")
+
+
+def test_micro_reports_every_variant(capsys: pytest.CaptureFixture[str]) -> None:
+    _overhead.main(["micro", "--number", "50", "--repeat", "1", "--subscribers", "2"])
+    out = capsys.readouterr().out
+    for name in (
+        "bare app",
+        "pass-through middleware",
+        "status-reading middleware",
+        "middleware ",
+        "middleware, contextvar=True",
+    ):
+        assert f"  {name}" in out
+    assert "2 subscribers" in out
