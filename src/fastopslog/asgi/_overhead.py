@@ -149,12 +149,17 @@ async def _readers(args: argparse.Namespace) -> None:
         asyncio.ensure_future(_reader(args.host, args.port, path, totals, stop))
         for _ in range(args.clients)
     ]
+    # A process started in the background by a shell inherits SIGINT
+    # ignored, so the handlers are installed here, for SIGTERM too.
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, done.set)
     begin = time.monotonic()
     try:
-        if args.seconds:
-            await asyncio.sleep(args.seconds)
-        else:
-            await asyncio.Event().wait()
+        await asyncio.wait_for(done.wait(), args.seconds or None)
+    except asyncio.TimeoutError:
+        pass
     finally:
         stop.set()
         elapsed = time.monotonic() - begin
@@ -354,7 +359,7 @@ def _instructions(args: argparse.Namespace) -> int:
                     )
             finally:
                 if readers is not None:
-                    readers.send_signal(signal.SIGINT)
+                    readers.send_signal(signal.SIGTERM)
                     readers.wait(30)
                 server.send_signal(signal.SIGINT)
                 try:
@@ -462,7 +467,7 @@ def _compare(args: argparse.Namespace) -> int:
                 json.dump({"rows": rows, "summary": summary}, out_file, indent=1)
     finally:
         for name, process in readers.items():
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)
             try:
                 print(f"{name}: {process.communicate(timeout=30)[0].strip()}")
             except subprocess.TimeoutExpired:
