@@ -43,8 +43,9 @@ Failures:
 - The app returns without starting a response: status 500 (the server
   answers 500 too) with an error message saying so.
 
-Requests whose path starts with one of ``exclude_paths`` (by default the
-admin routes' prefix, so dashboards do not log themselves) and non-HTTP
+Requests to one of ``exclude_paths`` or below it (by default the admin
+routes' prefix, so dashboards do not log themselves; ``/admin/ops/logs``
+covers ``/admin/ops/logs/stream`` but not ``/admin/ops/logsX``) and non-HTTP
 scopes (websocket, lifespan) pass straight through.
 """
 
@@ -234,8 +235,8 @@ class OpsLogMiddleware:
       ``False`` or ``None`` to publish them as they are.
     - ``error_detail_limit`` / ``error_message_limit``: characters kept
       (after redaction), the cut marked; ``0`` for no limit.
-    - ``exclude_paths``: path prefixes not logged (default: the admin
-      routes' default prefix); ``()`` logs everything.
+    - ``exclude_paths``: paths not logged, each with what is below it
+      (default: the admin routes' default prefix); ``()`` logs everything.
     - ``include_query``: whether ``path`` carries the query string.
     - ``contextvar``: ``True`` to make the request's context reachable
       through :func:`current_context` too (about 0.2 µs a request);
