@@ -8,6 +8,7 @@ factories, two reference middlewares and a crowd of SSE readers.
     python -m fastopslog.asgi._overhead readers --port 8000 --clients 100
     python -m fastopslog.asgi._overhead micro     # the middlewares alone, in process
     python -m fastopslog.asgi._overhead compare   # all of the above with wrk, as in BENCHMARKS.md
+    python -m fastopslog.asgi._overhead instructions  # each server under callgrind
 
 Every app serves ``GET /`` with a two-byte text body, the smallest endpoint
 Starlette has, so what a middleware adds is as visible as it can be. The
@@ -25,7 +26,9 @@ with 100 readers receiving every entry; the same with 100 readers filtered
 to errors, which nothing matches), wrk and the readers pinned to CPU 1,
 rounds of one wrk run per server, and per server the median over rounds of
 its ratio to the plain server: throughput, and server CPU time (user and
-system) per request. Needs Linux, ``wrk`` and ``taskset``.
+system) per request. Needs Linux, ``wrk`` and ``taskset``. ``instructions``
+counts each server's instructions per request under callgrind, a figure
+that does not move with the load on the machine. Needs ``valgrind``.
 """
 
 from __future__ import annotations
