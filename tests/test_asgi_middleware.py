@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Route  # noqa: E402
 
 from fastopslog import OpsLogBroadcaster, OpsLogEntry  # noqa: E402
+from fastopslog._common import ENTRY_FIELD_NAMES  # noqa: E402
 from fastopslog.asgi import (  # noqa: E402
     CLIENT_CLOSED_REQUEST,
     DEFAULT_PREFIX,
@@ -367,6 +368,16 @@ def test_the_context_refuses_unknown_fields() -> None:
     ctx.update(model="m", turns=2)
     assert (ctx.model, ctx.turns, ctx.account_id) == ("m", 2, 0)
     assert current_context() is None
+    # Every entry field but those the middleware measures can be set, and
+    # ``stream`` and ``skip``; the measured ones cannot.
+    measured = {"time", "method", "path", "status", "latency_ms"}
+    for name in ENTRY_FIELD_NAMES:
+        if name in measured:
+            with pytest.raises(AttributeError):
+                setattr(ctx, name, 1)
+        else:
+            setattr(ctx, name, getattr(OpsLogContext, name))
+    ctx.skip = False
 
 
 async def test_redaction_is_on_by_default(ops: OpsLogBroadcaster) -> None:

@@ -267,6 +267,28 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def _server_command(factory: str, port: int, args: argparse.Namespace) -> list[str]:
+    """One measured server, as ``compare`` and ``instructions`` start it."""
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", f"fastopslog.asgi._overhead:{factory}",
+        "--host", "127.0.0.1", "--port", str(port), "--http", args.http, "--loop", args.loop,
+        "--no-access-log", "--log-level", "warning",
+    ]
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--http", default="httptools", help="uvicorn --http")
+    parser.add_argument("--loop", default="uvloop", help="uvicorn --loop")
+
+
+def _readers_command(port: int, query: str) -> list[str]:
+    """100 SSE readers of a measured server; ``query`` "" reads everything."""
+    return [
+        sys.executable, "-m", "fastopslog.asgi._overhead", "readers",
+        "--port", str(port), "--clients", "100",
+    ] + (["--query", query] if query else [])
+
+
 def _wait_port(port: int, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -335,9 +357,7 @@ def _instructions(args: argparse.Namespace) -> int:
             out = os.path.join(tmp, f"{factory}.out")
             command = [
                 "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                sys.executable, "-m", "uvicorn", "--factory", f"fastopslog.asgi._overhead:{factory}",
-                "--host", "127.0.0.1", "--port", str(args.port), "--http", args.http,
-                "--loop", args.loop, "--no-access-log", "--log-level", "warning",
+                *_server_command(factory, args.port, args),
             ]
             print("$", " ".join(command), flush=True)
             server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
@@ -346,9 +366,7 @@ def _instructions(args: argparse.Namespace) -> int:
                 _wait_port(args.port, 600)
                 if query is not None:
                     readers = subprocess.Popen(
-                        [sys.executable, "-m", "fastopslog.asgi._overhead", "readers",
-                         "--port", str(args.port), "--clients", "100", "--query", query],
-                        stdout=subprocess.DEVNULL,
+                        _readers_command(args.port, query), stdout=subprocess.DEVNULL
                     )
                     while _subscribers(args.port) < 100:
                         time.sleep(0.5)
@@ -388,21 +406,13 @@ def _compare(args: argparse.Namespace) -> int:
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in _SERVERS}
     try:
         for name, (offset, factory, _) in _SERVERS.items():
-            command = [
-                "taskset", "-c", "0", sys.executable, "-m", "uvicorn", "--factory",
-                f"fastopslog.asgi._overhead:{factory}", "--host", "127.0.0.1",
-                "--port", str(args.port + offset), "--http", args.http, "--loop", args.loop,
-                "--no-access-log", "--log-level", "warning",
-            ]
+            command = ["taskset", "-c", "0", *_server_command(factory, args.port + offset, args)]
             print("$", " ".join(command), flush=True)
             servers[name] = subprocess.Popen(command)
         for name, (offset, _, query) in _SERVERS.items():
             _wait_port(args.port + offset)
             if query is not None:
-                command = [
-                    "taskset", "-c", "1", sys.executable, "-m", "fastopslog.asgi._overhead",
-                    "readers", "--port", str(args.port + offset), "--clients", "100",
-                ] + (["--query", query] if query else [])
+                command = ["taskset", "-c", "1", *_readers_command(args.port + offset, query)]
                 print("$", " ".join(command), flush=True)
                 readers[name] = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         time.sleep(3)
@@ -504,8 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     compare.add_argument("--seconds", type=int, default=10, help="per wrk run")
     compare.add_argument("--rounds", type=int, default=3)
     compare.add_argument("--connections", type=int, default=64)
-    compare.add_argument("--http", default="httptools", help="uvicorn --http")
-    compare.add_argument("--loop", default="uvloop", help="uvicorn --loop")
+    _server_options(compare)
     compare.add_argument("--json", help="also write the rows and summary here")
     counted = commands.add_parser(
         "instructions", help="instructions per request of each server, counted by callgrind"
@@ -514,8 +523,7 @@ def main(argv: list[str] | None = None) -> None:
     counted.add_argument("--requests", type=int, default=4000, help="counted requests per server")
     counted.add_argument("--warmup", type=int, default=1000)
     counted.add_argument("--connections", type=int, default=8)
-    counted.add_argument("--http", default="httptools", help="uvicorn --http")
-    counted.add_argument("--loop", default="uvloop", help="uvicorn --loop")
+    _server_options(counted)
     counted.add_argument("--json", help="also write the counts here")
     args = parser.parse_args(argv)
     if args.command == "instructions":

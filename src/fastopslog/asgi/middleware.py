@@ -84,23 +84,6 @@ logger = logging.getLogger("fastopslog.asgi")
 
 _current: ContextVar[OpsLogContext | None] = ContextVar("fastopslog_request", default=None)
 
-# What the application may set, besides ``stream`` and ``skip``.
-_APP_FIELDS = frozenset(
-    (
-        "model",
-        "account_id",
-        "group_id",
-        "api_key_id",
-        "user_id",
-        "turns",
-        "prompt_chars",
-        "error_message",
-        "error_detail",
-        "upstream_status",
-    )
-)
-_CONTEXT_FIELDS = _APP_FIELDS | {"stream", "skip"}
-
 
 def current_context() -> OpsLogContext | None:
     """The :class:`OpsLogContext` of the request being handled, or ``None``
@@ -146,6 +129,9 @@ class OpsLogContext:
     def __repr__(self) -> str:
         return f"OpsLogContext({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
 
+
+# The context's fields are its annotated class attributes: one list.
+_CONTEXT_FIELDS = frozenset(OpsLogContext.__annotations__)
 
 Redact = Union[bool, None, Redactor, Callable[[str], str]]
 
