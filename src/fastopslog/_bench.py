@@ -58,15 +58,12 @@ class Result:
         return statistics.median(self.batch_ns) / self.ops_per_batch
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "bench",
-        help="measure publish, snapshot and entry overhead",
-        description=(
-            "Measure the hot-path overhead of each available implementation: "
-            "nanoseconds per operation (median of timed batches), operations "
-            "per second, and the compiled/pure time ratio when both are there."
-        ),
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``python -m fastopslog bench``."""
+    parser.description = (
+        "Measure the hot-path overhead of each available implementation: "
+        "nanoseconds per operation (median of timed batches), operations "
+        "per second, and the compiled/pure time ratio when both are there."
     )
     parser.add_argument(
         "--quick", action="store_true", help="fewer batches per scenario: seconds, not minutes"

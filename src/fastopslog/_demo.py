@@ -42,16 +42,13 @@ class _QuietDemoCrash(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], DemoCrash))
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "demo",
-        help="run a fake LLM gateway with the ops log middleware and live page",
-        description=(
-            "Run a fake LLM gateway (POST /v1/chat/completions) under uvicorn with "
-            "the ops log middleware, the admin routes and a load generator, and "
-            "print the URL of the live page and its token. Needs the asgi extra: "
-            'pip install "fastopslog[asgi]".'
-        ),
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``python -m fastopslog demo``."""
+    parser.description = (
+        "Run a fake LLM gateway (POST /v1/chat/completions) under uvicorn with "
+        "the ops log middleware, the admin routes and a load generator, and "
+        "print the URL of the live page and its token. Needs the asgi extra: "
+        'pip install "fastopslog[asgi]".'
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")

@@ -735,17 +735,14 @@ def _rss_mb() -> float | None:
 # --- the command --------------------------------------------------------------------------
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "soak",
-        help="run publishers, churning subscriptions and readers for a while, checking every count",
-        description=(
-            "Publish from several threads while subscriptions come and go, readers in "
-            "threads and an asyncio loop fall behind and are released by unsubscribe(), "
-            "and stats() and snapshot() are checked throughout; then check the exact "
-            "accounting of every subscription, the history and leaks. Exit status 1 on "
-            "any violation."
-        ),
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``python -m fastopslog soak``."""
+    parser.description = (
+        "Publish from several threads while subscriptions come and go, readers in "
+        "threads and an asyncio loop fall behind and are released by unsubscribe(), "
+        "and stats() and snapshot() are checked throughout; then check the exact "
+        "accounting of every subscription, the history and leaks. Exit status 1 on "
+        "any violation."
     )
     parser.add_argument(
         "--seconds", type=_seconds, default=60.0, help="how long to run (default 60)"
