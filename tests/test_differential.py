@@ -13,9 +13,8 @@ the stamped time is masked in the comparison, after checking in each
 implementation that it lies within the publish call and that the JSON form
 and the repr render that very time.
 
-Without a built compiled core these tests skip, unless
-``FASTOPSLOG_REQUIRE_EXTENSIONS`` is set (CI), where they fail. A compiled
-module that exists but does not import always fails.
+They take the compiled core from the implementation facade: without a core
+that imports they fail (``--no-c-extensions`` deselects them).
 ``FASTOPSLOG_DIFF_EXAMPLES`` sets how many random operation sequences the
 state machine runs (default 120, about 5 s), for a longer soak.
 """
@@ -23,8 +22,6 @@ state machine runs (default 120, about 5 s), for a longer soak.
 from __future__ import annotations
 
 import gc
-import importlib
-import importlib.util
 import json
 import os
 import queue
@@ -60,7 +57,6 @@ from fastopslog._gojson import format_time
 
 pytestmark = pytest.mark.c_extension
 
-COMPILED = "fastopslog._opslog_c"
 BLOCK_TIMEOUT = 10.0  # only against a hang, never a timing assertion
 # A stamped time must lie between clock readings taken just before and just
 # after the publish call; the slack allows a coarse clock (a few ms), not a
@@ -68,25 +64,10 @@ BLOCK_TIMEOUT = 10.0  # only against a hang, never a timing assertion
 STAMP_SLACK = 0.05
 
 
-def _extensions_required() -> bool:
-    value = os.environ.get("FASTOPSLOG_REQUIRE_EXTENSIONS", "")
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def load_compiled() -> ModuleType:
-    """The compiled core; skip when it is not built (fail in CI)."""
-    if importlib.util.find_spec(COMPILED) is None:
-        reason = f"{COMPILED} is not built"
-        if _extensions_required():
-            pytest.fail(f"{reason}, and FASTOPSLOG_REQUIRE_EXTENSIONS is set")
-        pytest.skip(reason)
-    # Built but broken (missing symbol, failing module init) must fail loudly.
-    return importlib.import_module(COMPILED)
-
-
 @pytest.fixture(scope="module")
-def C() -> ModuleType:
-    return load_compiled()
+def C(c_impl: ModuleType) -> ModuleType:
+    """The compiled core, from the implementation facade."""
+    return c_impl
 
 
 P = _opslog_py
@@ -1211,7 +1192,7 @@ def test_differential_can_tell_the_two_apart(C: ModuleType) -> None:
     """The comparison is not vacuous: it really reaches two implementations."""
     assert C.OpsLogEntry is not P.OpsLogEntry
     assert C.OpsLogBroadcaster is not P.OpsLogBroadcaster
-    assert C.__name__ == COMPILED
+    assert C.__name__ == "fastopslog._opslog_c"
 
     def closed() -> None:
         raise SubscriptionClosed

@@ -35,7 +35,6 @@ a crash there fails one test instead of the session.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -85,21 +84,24 @@ INT_FIELDS = (
 SUB_TIMEOUT = 60.0  # a subprocess that takes longer is hung (not a speed check)
 
 
-def _compiled() -> ModuleType | None:
-    try:
-        return importlib.import_module("fastopslog._opslog_c")
-    except ImportError:
-        return None
+# The implementations under test, from the facade: the "other
+# implementation" values come from another one of them (the same one when
+# --no-c-extensions leaves only the pure implementation).
+UNDER_TEST: list[ModuleType] = []
 
 
-C_OR_NONE = _compiled()
+@pytest.fixture(autouse=True, scope="module")
+def _under_test(implementations_under_test: tuple[ModuleType, ...]) -> None:
+    UNDER_TEST[:] = implementations_under_test
 
 
 def other_impl(module: ModuleType) -> ModuleType:
-    """The other implementation (the pure one when the core is not built)."""
-    if module is P and C_OR_NONE is not None:
-        return C_OR_NONE
-    return P
+    """Another implementation under test, or ``module`` when it is the only one."""
+    return next((m for m in UNDER_TEST if m is not module), module)
+
+
+def _classes(name: str) -> tuple[type, ...]:
+    return tuple(getattr(m, name) for m in UNDER_TEST)
 
 
 # ----------------------------------------------------------- hostile values ---
@@ -388,13 +390,11 @@ def sub_view(s: Any) -> Any:
 
 
 def result_view(r: Any) -> Any:
-    if isinstance(r, (P.OpsLogEntry, getattr(C_OR_NONE, "OpsLogEntry", P.OpsLogEntry))):
+    if isinstance(r, _classes("OpsLogEntry")):
         return ("entry", view(r))
-    if isinstance(r, (P.OpsLogFilter, getattr(C_OR_NONE, "OpsLogFilter", P.OpsLogFilter))):
+    if isinstance(r, _classes("OpsLogFilter")):
         return ("filter", filter_view(r))
-    if isinstance(
-        r, (P.OpsLogSubscription, getattr(C_OR_NONE, "OpsLogSubscription", P.OpsLogSubscription))
-    ):
+    if isinstance(r, _classes("OpsLogSubscription")):
         return ("sub", sub_view(r))
     if isinstance(r, list):
         return [result_view(x) for x in r]

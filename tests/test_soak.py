@@ -21,8 +21,8 @@ from fastopslog import _opslog_py, _soak
 HANG = 400.0  # against a hang only: the soak's own watchdog fires after 3 s + 180 s
 
 
-def test_soak_passes(impl, tmp_path):
-    name = "c" if impl.__name__.endswith("_c") else "pure"
+def test_soak_passes(implementation, tmp_path):
+    name = implementation.name
     figures_path = tmp_path / "soak.json"
     proc = subprocess.run(
         [sys.executable, "-m", "fastopslog", "soak", "--seconds", "3", "--impl", name,
