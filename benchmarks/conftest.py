@@ -12,7 +12,7 @@ The scenarios themselves are in ``fastopslog._workload``, shared with
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture

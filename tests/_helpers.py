@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 JOIN_TIMEOUT = 10.0  # only against hangs: never an assertion on speed
 

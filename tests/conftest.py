@@ -7,7 +7,7 @@ come from the facade in the repository's root ``conftest.py``, shared with
 from __future__ import annotations
 
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

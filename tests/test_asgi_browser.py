@@ -12,7 +12,8 @@ import os
 import shutil
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

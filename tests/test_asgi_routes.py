@@ -213,7 +213,9 @@ async def test_recent_limit_defaults_and_bounds(ops: OpsLogBroadcaster) -> None:
         assert len((await http.get(URL + "/recent?limit=50", headers=AUTH)).json()) == 50
         response = await http.get(URL + "/recent?limit=51", headers=AUTH)
         assert response.status_code == 400
-        assert response.json() == {"error": "query parameter 'limit' must be an integer from 1 to 50, not '51'"}
+        assert response.json() == {
+            "error": "query parameter 'limit' must be an integer from 1 to 50, not '51'"
+        }
 
 
 @pytest.mark.parametrize(

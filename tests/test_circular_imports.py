@@ -134,7 +134,10 @@ def test_every_known_module_is_found() -> None:
 # Importing the compiled core, or the package by default, is a test of the core.
 @pytest.mark.parametrize(
     "no_extensions",
-    [pytest.param(False, id="default", marks=pytest.mark.c_extension), pytest.param(True, id="no-extensions")],
+    [
+        pytest.param(False, id="default", marks=pytest.mark.c_extension),
+        pytest.param(True, id="no-extensions"),
+    ],
 )
 @pytest.mark.parametrize(
     "module",

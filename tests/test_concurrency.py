@@ -199,10 +199,10 @@ def test_accounting_exact_under_churn(impl, fast_switch):
     # history and the whole-run subscriptions saw everything, in seq order
     snapshot = b.snapshot()
     assert len(snapshot) == calls
-    assert all(a is e for a, e in zip(snapshot, record))
+    assert all(a is e for a, e in zip(snapshot, record, strict=True))
     seen = monitor.drain()
     assert monitor.dropped == 0
-    assert all(a is e for a, e in zip(seen, record)) and len(seen) == calls
+    assert len(seen) == calls and all(a is e for a, e in zip(seen, record, strict=True))
     kept = small_monitor.drain()
     assert len(kept) + small_monitor.dropped == calls
     assert [e.seq for e in kept] == list(range(1, len(kept) + 1))  # drop_newest: the first

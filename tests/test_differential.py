@@ -28,9 +28,10 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
@@ -79,7 +80,7 @@ P = _opslog_py
 def outcome(fn: Callable[[], Any]) -> tuple[bool, Any]:
     try:
         return True, fn()
-    except Exception as exc:  # noqa: BLE001 - any exception is an outcome
+    except Exception as exc:
         return False, exc
 
 
@@ -107,7 +108,7 @@ def bounded(fn: Callable[..., Any], *args: Any) -> Any:
     def run() -> None:
         try:
             box["result"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed back below
+        except BaseException as exc:
             box["error"] = exc
 
     worker = threading.Thread(target=run, daemon=True)
@@ -608,7 +609,9 @@ class DropIn(RuleBasedStateMachine):
         assert ok
         self.canon_list(sub["b"], ep, ec)
 
-    def _read_one(self, sub: dict[str, Any], label: str, fp: Callable[[], Any], fc: Callable[[], Any]) -> None:
+    def _read_one(
+        self, sub: dict[str, Any], label: str, fp: Callable[[], Any], fc: Callable[[], Any]
+    ) -> None:
         ok, rp, rc = both(label, fp, fc)
         if ok:
             assert self.canon("p", sub["b"], rp) == self.canon("c", sub["b"], rc)
@@ -693,7 +696,11 @@ class DropIn(RuleBasedStateMachine):
         elif call == "subscribe":
             for kw in BAD_SUBSCRIBE:
                 self.unchanged(
-                    broker, f"subscribe(**{kw!r})", lambda: bp.subscribe(**kw), lambda: bc.subscribe(**kw), base
+                    broker,
+                    f"subscribe(**{kw!r})",
+                    lambda: bp.subscribe(**kw),
+                    lambda: bc.subscribe(**kw),
+                    base,
                 )
         elif call == "snapshot":
             for kw in BAD_SNAPSHOT:
@@ -798,7 +805,9 @@ class DropIn(RuleBasedStateMachine):
             p, c = s["p"], s["c"]
             got = (len(c), c.dropped, c.closed, c.history_gap, c.buf_size, c.overflow)
             want = (len(p), p.dropped, p.closed, p.history_gap, p.buf_size, p.overflow)
-            assert got == want, f"(len, dropped, closed, history_gap, buf_size, overflow): pure {want}, compiled {got}"
+            assert got == want, (
+                f"(len, dropped, closed, history_gap, buf_size, overflow): pure {want}, compiled {got}"
+            )
             assert repr(p) == repr(c)
 
 
@@ -935,7 +944,9 @@ def check_same_entry(ep: Any, ec: Any, C: ModuleType) -> None:
 
 @settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(kwargs=any_entry_kwargs(), other=good_entry_kwargs, changes=any_entry_kwargs())
-def test_entry_crossing(C: ModuleType, kwargs: dict[str, Any], other: dict[str, Any], changes: dict[str, Any]) -> None:
+def test_entry_crossing(
+    C: ModuleType, kwargs: dict[str, Any], other: dict[str, Any], changes: dict[str, Any]
+) -> None:
     ok, ep, ec = both(
         f"OpsLogEntry(**{kwargs!r})",
         lambda: P.OpsLogEntry(**kwargs),
@@ -1002,7 +1013,7 @@ def test_entry_crossing(C: ModuleType, kwargs: dict[str, Any], other: dict[str, 
 @settings(deadline=None, max_examples=100)
 @given(name=st.sampled_from(("time", *INT_FIELDS)), value=st.sampled_from(BEYOND_INT64))
 def test_int64_overflow_in_both(C: ModuleType, name: str, value: int) -> None:
-    ok, ep, ec = both(
+    ok, ep, _ = both(
         f"OpsLogEntry({name}={value})",
         lambda: P.OpsLogEntry(**{name: value}),
         lambda: C.OpsLogEntry(**{name: value}),

@@ -256,7 +256,7 @@ def test_time_wrong_type(impl, value):
 # --- immutability -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ALL_FIELDS + ("seq",))
+@pytest.mark.parametrize("name", (*ALL_FIELDS, "seq"))
 def test_immutable_fields(impl, name):
     e = impl.OpsLogEntry(**FULL)
     before = getattr(e, name)

@@ -44,11 +44,12 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from http import HTTPStatus
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import example, given, note, settings
@@ -314,7 +315,7 @@ class World:
     def resolve(self, value: Any) -> Any:
         if not isinstance(value, Token):
             return value
-        M, O = self.M, other_impl(self.M)
+        M, other = self.M, other_impl(self.M)
         kind = value.kind
         if kind == "evil_str":
             # Made here: Hypothesis itself hashes and compares what it draws.
@@ -324,18 +325,18 @@ class World:
         if kind == "published_entry":
             return self.entries[-1]
         if kind == "other_entry":
-            return O.OpsLogEntry(time=7.0, status=201, model="gpt")
+            return other.OpsLogEntry(time=7.0, status=201, model="gpt")
         if kind == "own_filter":
             return M.OpsLogFilter(min_status=404)
         if kind == "other_filter":
-            return O.OpsLogFilter(min_status=404)
+            return other.OpsLogFilter(min_status=404)
         if kind == "own_broadcaster":
             return self.b
         if kind == "own_sub":
             return self.subs["full"]
         if kind == "other_sub":
             # Kept alive by the world, so that it is not collected mid-call.
-            self._other_b = O.OpsLogBroadcaster(2)
+            self._other_b = other.OpsLogBroadcaster(2)
             self._other_sub = self._other_b.subscribe()
             return self._other_sub
         raise AssertionError(kind)
@@ -368,7 +369,7 @@ def view(e: Any) -> Any:
     fields = tuple(
         _masked_time(e.time) if name == "time" else getattr(e, name) for name in ENTRY_FIELD_NAMES
     )
-    for name, value in zip(ENTRY_FIELD_NAMES, fields):
+    for name, value in zip(ENTRY_FIELD_NAMES, fields, strict=True):
         if name in STR_FIELDS:
             assert type(value) is str, (name, value)
         elif name in INT_FIELDS:
@@ -406,7 +407,7 @@ def result_view(r: Any) -> Any:
 def _note(text: str) -> None:
     try:
         note(text)
-    except Exception:  # noqa: BLE001 - outside a Hypothesis test
+    except Exception:
         pass
 
 
@@ -879,7 +880,7 @@ def _would_block(sub: Any, timeout: Any) -> bool:
             return False
         if not timeout >= 0:
             return False
-    except Exception:  # noqa: BLE001 - a hostile comparison raises: no wait
+    except Exception:
         return False
     # inf means no timeout at all; finite ones past TIMEOUT_MAX fail at once.
     return timeout == math.inf or 0.02 < timeout <= threading.TIMEOUT_MAX
@@ -982,7 +983,10 @@ class HostileFuzz(RuleBasedStateMachine):
         return Pair((vi, vp))
 
     @rule(target=entries, kwargs=st.fixed_dictionaries(
-        {}, optional={name: st.one_of(_valid_for(name), _valid_for(name), hostile) for name in ENTRY_FIELD_NAMES}
+        {},
+        optional={
+            name: st.one_of(_valid_for(name), _valid_for(name), hostile) for name in ENTRY_FIELD_NAMES
+        },
     ))
     def make_entry(self, kwargs: dict[str, Any]) -> Any:
         pair = self.both("OpsLogEntry", lambda w: w.M.OpsLogEntry(**w.resolve_all(kwargs)))

@@ -17,10 +17,11 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from . import __version__, _workload
 
@@ -241,7 +242,7 @@ def table(rows: list[dict[str, Result]], impls: list[str]) -> str:
     text = [
         "  ".join(
             cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths))
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
         for cells in lines
     ]

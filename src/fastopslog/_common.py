@@ -162,7 +162,7 @@ def entry_repr(entry: object) -> str:
         value = getattr(entry, name)
         if name in ALWAYS_RENDERED or value != default:
             parts.append(f"{name}={value!r}")
-    seq = getattr(entry, "seq")
+    seq = entry.seq
     if seq:
         parts.append(f"seq={seq}")
     return f"OpsLogEntry({', '.join(parts)})"

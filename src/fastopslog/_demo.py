@@ -234,7 +234,10 @@ async def _serve(args: argparse.Namespace, token: str) -> int:
     print(f"  live page:  {base}/admin/ops/logs/#token={token}")
     print(f"  token:      {token}")
     print(f"  recent:     curl -H 'Authorization: Bearer {token}' '{base}/admin/ops/logs/recent?limit=5'")
-    print(f"  stream:     curl -N -H 'Authorization: Bearer {token}' '{base}/admin/ops/logs/stream?min_status=400'")
+    print(
+        f"  stream:     curl -N -H 'Authorization: Bearer {token}' "
+        f"'{base}/admin/ops/logs/stream?min_status=400'"
+    )
     print(f"  gateway:    curl -H 'Authorization: Bearer {next(iter(DEMO_KEYS))}' -d "
           f"'{{\"model\":\"gpt-4o\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}' "
           f"{base}/v1/chat/completions")

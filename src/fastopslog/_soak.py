@@ -38,9 +38,10 @@ import time
 import traceback
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from . import _workload
 from ._common import DROP_NEWEST, DROP_OLDEST, SubscriptionClosed
@@ -252,7 +253,7 @@ class Soak:
         with a model of its own each time (see ``_forget``)."""
         out = []
         for status in STATUSES:
-            for model in (f"p{p}",) + SHARED_MODELS:
+            for model in (f"p{p}", *SHARED_MODELS):
                 for latency in LATENCIES:
                     kw: dict[str, Any] = dict(
                         method="POST", path="/v1/chat/completions", status=status,
@@ -262,7 +263,7 @@ class Soak:
                     if status >= 500:
                         kw.update(error_message="upstream error", upstream_status=status)
                     out.append(kw)
-        return out + [{**out[-1], "model": f"p{p}-forgotten"}]
+        return [*out, {**out[-1], "model": f"p{p}-forgotten"}]
 
     def _own_filters(self, p: int) -> list[tuple[Any, frozenset[int]]]:
         """Filters on publisher ``p``'s tag, routed by account, group and

@@ -23,11 +23,12 @@ import math
 import queue
 import random
 import threading
-from functools import lru_cache, partial
+from collections.abc import Callable
+from functools import cache, partial
 from importlib import import_module
 from statistics import NormalDist
 from types import ModuleType, TracebackType
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 IMPLEMENTATIONS = {"pure": "fastopslog._opslog_py", "c": "fastopslog._opslog_c"}
 
@@ -81,7 +82,7 @@ def load_implementation(name: str) -> ModuleType:
     return import_module(IMPLEMENTATIONS[name])
 
 
-@lru_cache(maxsize=None)  # read-only, and the same for every implementation
+@cache  # read-only, and the same for every implementation
 def request_fields(
     count: int, *, seed: int = 1, stamped: bool = False, error_rate: float = ERROR_RATE
 ) -> tuple[dict[str, Any], ...]:
@@ -430,7 +431,7 @@ class ThreadedPublish(Scenario):
         self._batches = [self._fresh() for _ in self._workers]
 
     def run(self) -> None:
-        for worker, entries in zip(self._workers, self._batches):
+        for worker, entries in zip(self._workers, self._batches, strict=True):
             worker.start(entries)
         for worker in self._workers:
             worker.wait()

@@ -33,7 +33,7 @@ import sys
 import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _leakcheck import Failures, full_collect, implementation, rss_bytes  # noqa: E402
+from _leakcheck import Failures, full_collect, implementation, rss_bytes
 
 IMPL, mod = implementation()
 # The pure implementation is far slower: 200,000 publishes keep it to seconds.
@@ -160,7 +160,9 @@ def measure(fail: Failures, label: str) -> dict[str, object]:
     global published
     full_collect()
     stats = b.stats()
-    fail.check(stats.subscribers == 0, f"{label}: {stats.subscribers} subscriptions left after all were dropped")
+    fail.check(
+        stats.subscribers == 0, f"{label}: {stats.subscribers} subscriptions left after all were dropped"
+    )
     fail.check(stats.published == published, f"{label}: published={stats.published}, expected {published}")
     for _ in range(HISTORY):
         b.publish(mod.OpsLogEntry(time=1.0, model=FLUSH_MODEL))
@@ -206,9 +208,16 @@ def main() -> None:
         f"{growth['objects']} gc objects, {growth['blocks']} blocks, "
         f"{growth['traced']} traced bytes, {growth['rss']} RSS bytes"
     )
-    fail.check(growth["objects"] <= MAX_OBJECTS, f"gc tracks {growth['objects']} more objects (bound {MAX_OBJECTS})")
-    fail.check(growth["blocks"] <= MAX_BLOCKS, f"{growth['blocks']} more allocated blocks (bound {MAX_BLOCKS})")
-    fail.check(growth["traced"] <= MAX_TRACED, f"tracemalloc: {growth['traced']} more bytes (bound {MAX_TRACED})")
+    fail.check(
+        growth["objects"] <= MAX_OBJECTS,
+        f"gc tracks {growth['objects']} more objects (bound {MAX_OBJECTS})",
+    )
+    fail.check(
+        growth["blocks"] <= MAX_BLOCKS, f"{growth['blocks']} more allocated blocks (bound {MAX_BLOCKS})"
+    )
+    fail.check(
+        growth["traced"] <= MAX_TRACED, f"tracemalloc: {growth['traced']} more bytes (bound {MAX_TRACED})"
+    )
     fail.check(growth["rss"] <= MAX_RSS, f"RSS grew by {growth['rss']} bytes (bound {MAX_RSS})")
     fail.finish()
 
