@@ -20,17 +20,27 @@ process (``package_implementation``); a test that takes
 child process on it with ``other_implementation.env()``.
 
 It sits at the root of the repository so that ``tests/`` and ``benchmarks/``
-share it.
+share it, with the Hypothesis profile and ``fast_switch``.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# No example database in the work tree, and no per-example deadline: the
+# test machine is small and noisy.
+settings.register_profile(
+    "fastopslog", database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("fastopslog")
 
 NO_EXTENSIONS_ENV = "FASTOPSLOG_NO_EXTENSIONS"
 
@@ -122,7 +132,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("c_extensions"):
         return
-    kept, left_out = [], []
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
     for item in items:
         (left_out if item.get_closest_marker("c_extension") else kept).append(item)
     config.hook.pytest_deselected(items=left_out)
@@ -167,3 +178,15 @@ def implementations_under_test(pytestconfig: pytest.Config) -> tuple[ModuleType,
     """The modules of every implementation under test (both, unless
     ``--no-c-extensions``)."""
     return tuple(i.module for i in _under_test(pytestconfig))
+
+
+@pytest.fixture
+def fast_switch() -> Iterator[None]:
+    """Make the interpreter switch threads far more often, so concurrent
+    tests interleave for real; restored afterwards."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(5e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)

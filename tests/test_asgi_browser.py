@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -27,7 +27,7 @@ def _required() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _missing(reason: str) -> None:
+def _missing(reason: str) -> NoReturn:
     if _required():
         pytest.fail(f"the browser test must run in CI, but {reason}", pytrace=False)
     pytest.skip(reason)

@@ -15,18 +15,18 @@ from typing import Any
 import pytest
 
 pytest.importorskip("starlette")
-httpx = pytest.importorskip("httpx")
+import fastapi
+import httpx
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.routing import Route
 
-from starlette.applications import Starlette  # noqa: E402
-from starlette.background import BackgroundTask  # noqa: E402
-from starlette.exceptions import HTTPException  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-
-from fastopslog import OpsLogBroadcaster, OpsLogEntry  # noqa: E402
-from fastopslog._common import ENTRY_FIELD_NAMES  # noqa: E402
-from fastopslog.asgi import (  # noqa: E402
+from fastopslog import OpsLogBroadcaster, OpsLogEntry
+from fastopslog._common import ENTRY_FIELD_NAMES
+from fastopslog.asgi import (
     CLIENT_CLOSED_REQUEST,
     DEFAULT_PREFIX,
     MARKER,
@@ -35,12 +35,7 @@ from fastopslog.asgi import (  # noqa: E402
     Redactor,
     current_context,
 )
-from fastopslog.asgi.redact import truncate  # noqa: E402
-
-try:
-    import fastapi
-except ImportError:  # pragma: no cover - fastapi is a test dependency
-    fastapi = None
+from fastopslog.asgi.redact import truncate
 
 pytestmark = pytest.mark.anyio
 
@@ -363,7 +358,7 @@ async def test_a_bad_context_value_is_left_out_not_fatal(
 def test_the_context_refuses_unknown_fields() -> None:
     ctx = OpsLogContext()
     with pytest.raises(AttributeError, match="modle"):
-        ctx.modle = "gpt-4o"  # type: ignore[attr-defined]
+        ctx.modle = "gpt-4o"
     with pytest.raises(AttributeError):
         ctx.update(tokens=3)
     ctx.update(model="m", turns=2)
@@ -640,8 +635,6 @@ async def test_other_scopes_pass_through(ops: OpsLogBroadcaster) -> None:
 
 
 async def test_fastapi(ops: OpsLogBroadcaster) -> None:
-    if fastapi is None:
-        pytest.skip("fastapi is not installed")
     app = fastapi.FastAPI()
     app.add_middleware(OpsLogMiddleware, broadcaster=ops, contextvar=True)
 

@@ -20,8 +20,7 @@ import pytest
 
 pytest.importorskip("sse_starlette")
 uvicorn = pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
-
+import httpx  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import PlainTextResponse, StreamingResponse  # noqa: E402

@@ -224,10 +224,10 @@ replace_changes = st.one_of(
     ),
 )
 
-BAD_CAPS = [MAX_CAPACITY + 1, 2**63, INT64_MIN - 1, "4", 4.0, True, None]
+BAD_CAPS: list[Any] = [MAX_CAPACITY + 1, 2**63, INT64_MIN - 1, "4", 4.0, True, None]
 BAD_MAX = [-1, "1", 1.0, 2**63, True]
-BAD_PUBLISH = [None, "entry", {"status": 200}, 1, object()]
-BAD_SUBSCRIBE = [
+BAD_PUBLISH: list[Any] = [None, "entry", {"status": 200}, 1, object()]
+BAD_SUBSCRIBE: list[dict[str, Any]] = [
     {"filter": "model=gpt"},
     {"filter": {"model": "gpt"}},
     {"buf_size": MAX_CAPACITY + 1},
@@ -248,7 +248,7 @@ BAD_SUBSCRIBE = [
     {"overflow": 1},
     {"nope": 1},
 ]
-BAD_SNAPSHOT = [
+BAD_SNAPSHOT: list[dict[str, Any]] = [
     {"filter": "x"},
     {"filter": {}},
     {"max_entries": "1"},
@@ -259,7 +259,7 @@ BAD_SNAPSHOT = [
 BAD_TIMEOUTS = [-1, -0.5, "1", float("nan"), True]
 
 
-SUBSCRIBE_ARGS = {
+SUBSCRIBE_ARGS: dict[str, st.SearchStrategy[Any]] = {
     "b": st.integers(0, 255),
     "flt": st.none() | filter_kwargs,
     "buf_size": st.sampled_from([None, -3, -1, 0, 1, 1, 2, 2, 3, 5]),
@@ -353,7 +353,8 @@ class DropIn(RuleBasedStateMachine):
         entries buffered (so that partial reads happen often)."""
         if s < 0:
             return max(self.subs, key=lambda sub: len(sub["p"]))
-        return self.pick(self.subs, s)
+        sub: dict[str, Any] = self.pick(self.subs, s)
+        return sub
 
     # --- broadcasters
 
@@ -487,7 +488,13 @@ class DropIn(RuleBasedStateMachine):
     # --- subscribing
 
     @precondition(lambda self: self.brokers and len(self.subs) < 10)
-    @rule(**SUBSCRIBE_ARGS)
+    @rule(
+        b=SUBSCRIBE_ARGS["b"],
+        flt=SUBSCRIBE_ARGS["flt"],
+        buf_size=SUBSCRIBE_ARGS["buf_size"],
+        prime=SUBSCRIBE_ARGS["prime"],
+        overflow=SUBSCRIBE_ARGS["overflow"],
+    )
     def subscribe(
         self,
         b: int,
@@ -1013,10 +1020,11 @@ def test_entry_crossing(
 @settings(deadline=None, max_examples=100)
 @given(name=st.sampled_from(("time", *INT_FIELDS)), value=st.sampled_from(BEYOND_INT64))
 def test_int64_overflow_in_both(C: ModuleType, name: str, value: int) -> None:
+    kwargs: dict[str, Any] = {name: value}
     ok, ep, _ = both(
         f"OpsLogEntry({name}={value})",
-        lambda: P.OpsLogEntry(**{name: value}),
-        lambda: C.OpsLogEntry(**{name: value}),
+        lambda: P.OpsLogEntry(**kwargs),
+        lambda: C.OpsLogEntry(**kwargs),
     )
     assert not ok
     assert type(ep) is (ValueError if name == "time" else OverflowError)
@@ -1208,7 +1216,8 @@ def test_differential_can_tell_the_two_apart(C: ModuleType) -> None:
     def closed() -> None:
         raise SubscriptionClosed
 
-    empty = queue.Queue().get_nowait
+    empty_queue: queue.Queue[int] = queue.Queue()
+    empty = empty_queue.get_nowait
     assert both("probe", empty, empty)[0] is False
     with pytest.raises(AssertionError):
         both("probe", lambda: 1, lambda: 1 // 0)

@@ -188,7 +188,7 @@ def test_immutable(impl, name):
         delattr(f, name)
     assert getattr(f, name) == before
     with pytest.raises(AttributeError):
-        f.extra = 1  # type: ignore[attr-defined]
+        f.extra = 1
 
 
 def test_equality_and_hash(impl):

@@ -677,7 +677,7 @@ def test_megabyte_strings(impl: ModuleType, size: int, unit: str) -> None:
     else:
         pattern = "0123456789abcdef"
     text = (pattern * (size // len(pattern) + 1))[:size]
-    fields = {"error_detail": text, "model": text + "m", "path": "/" + text[:1000]}
+    fields: dict[str, Any] = {"error_detail": text, "model": text + "m", "path": "/" + text[:1000]}
     e, ref = impl.OpsLogEntry(time=1.5, **fields), P.OpsLogEntry(time=1.5, **fields)
     assert e.to_json() == ref.to_json()
     data = json.loads(e.to_json())
@@ -696,9 +696,10 @@ def test_megabyte_strings(impl: ModuleType, size: int, unit: str) -> None:
 def test_surrogates_and_nul_render_as_go(impl: ModuleType, text: str, name: str) -> None:
     """``to_json`` never fails on text Python allows and UTF-8 does not:
     each lone surrogate is U+FFFD, as Go writes invalid UTF-8."""
-    e = impl.OpsLogEntry(time=1.0, **{name: text})
+    kwargs: dict[str, Any] = {name: text}
+    e = impl.OpsLogEntry(time=1.0, **kwargs)
     rendered = e.to_json()
-    assert rendered == P.OpsLogEntry(time=1.0, **{name: text}).to_json()
+    assert rendered == P.OpsLogEntry(time=1.0, **kwargs).to_json()
     rendered.encode("utf-8")  # valid UTF-8
     expected = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
     assert json.loads(rendered).get(name, "") == expected

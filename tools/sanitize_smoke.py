@@ -18,10 +18,12 @@ import asyncio
 import gc
 import sys
 import threading
+from collections.abc import Callable
 from queue import Empty
 
+import fastopslog._opslog_c as core
+
 from fastopslog import SubscriptionClosed
-from fastopslog import _opslog_c as core
 
 NASTY = "\ud800\x00<>&\u2028\"\\\n\U0001f642\udfff" * 8
 
@@ -133,7 +135,7 @@ def one_round(r: int) -> int:
 
     # Bad arguments change nothing.
     before = b.stats()
-    for call in (
+    bad_calls: tuple[Callable[[core.OpsLogBroadcaster], object], ...] = (
         lambda b: b.publish(None),
         lambda b: b.subscribe(buf_size=core.OpsLogBroadcaster),
         lambda b: b.subscribe(buf_size=(1 << 24) + 1),
@@ -143,7 +145,8 @@ def one_round(r: int) -> int:
         lambda b: core.OpsLogEntry(status=2**63),
         lambda b: core.OpsLogEntry(time=float("nan")),
         lambda b: core.OpsLogBroadcaster(history_cap=(1 << 24) + 1),
-    ):
+    )
+    for call in bad_calls:
         try:
             call(b)
         except (TypeError, ValueError, OverflowError):

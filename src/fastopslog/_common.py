@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Entry fields in Go's struct order, with their Python type and default.
 # ``time`` comes first and is special: a float of seconds, kept to the
@@ -155,7 +155,7 @@ def refuse_copy(obj: object) -> None:
     raise TypeError(f"{type(obj).__name__} is live state: it cannot be copied or pickled")
 
 
-def entry_repr(entry: object) -> str:
+def entry_repr(entry: Any) -> str:
     """``OpsLogEntry(...)`` with the fields JSON would show, and ``seq``."""
     parts = []
     for name, _, default in ENTRY_FIELDS:

@@ -202,13 +202,19 @@ async def _request(host: str, port: int, rng: random.Random) -> None:
 
 async def _load(host: str, port: int, rate: float, rng: random.Random) -> None:
     tasks: set[asyncio.Task[None]] = set()
+
+    def finished(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
     while True:
         await asyncio.sleep(rng.expovariate(rate))
         if len(tasks) >= 256:
             continue
         task = asyncio.ensure_future(_request(host, port, rng))
         tasks.add(task)
-        task.add_done_callback(lambda t: (tasks.discard(t), t.cancelled() or t.exception()))
+        task.add_done_callback(finished)
 
 
 async def _serve(args: argparse.Namespace, token: str) -> int:

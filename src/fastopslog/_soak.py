@@ -40,6 +40,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -80,7 +81,7 @@ def matches(flt: Any, e: Any) -> bool:
     test's word for what matches."""
     if flt is None:
         return True
-    return (
+    return bool(
         (flt.min_status <= 0 or e.status >= flt.min_status)
         and (flt.model == "" or e.model == flt.model)
         and (flt.account_id <= 0 or e.account_id == flt.account_id)
@@ -610,7 +611,7 @@ class Soak:
         readers = self.pool + self.monitor_threads
         ended = ended and all(self._wait(_joined(t), t.name) for t in readers)
         ended = ended and all(
-            self._wait(lambda s, f=f: _done(f, s), "an asyncio reader")
+            self._wait(partial(_done, f), "an asyncio reader")
             for f in list(self.async_reads)
         )
         if ended:  # else the hang is reported already

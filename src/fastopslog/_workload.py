@@ -24,11 +24,17 @@ import queue
 import random
 import threading
 from collections.abc import Callable
+from contextvars import Context
 from functools import cache, partial
 from importlib import import_module
 from statistics import NormalDist
 from types import ModuleType, TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # for annotations only: typing has them from Python 3.11
+    from typing_extensions import TypeVarTuple, Unpack
+
+    _Ts = TypeVarTuple("_Ts")
 
 IMPLEMENTATIONS = {"pure": "fastopslog._opslog_py", "c": "fastopslog._opslog_c"}
 
@@ -454,9 +460,14 @@ class _CountingLoop(asyncio.SelectorEventLoop):
 
     wakeups = 0
 
-    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
+    def call_soon_threadsafe(
+        self,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: Unpack[_Ts],
+        context: Context | None = None,
+    ) -> asyncio.Handle:
         self.wakeups += 1
-        return super().call_soon_threadsafe(*args, **kwargs)
+        return super().call_soon_threadsafe(callback, *args, context=context)
 
 
 class AsyncConsumer(Scenario):

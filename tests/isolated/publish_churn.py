@@ -31,6 +31,7 @@ import os
 import queue
 import sys
 import tracemalloc
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _leakcheck import Failures, full_collect, implementation, rss_bytes
@@ -88,7 +89,7 @@ WATCHED = {
 published = 0  # publishes into b
 
 
-def entry(n: int) -> object:
+def entry(n: int) -> Any:
     return mod.OpsLogEntry(
         time=0.0 if n % 8 == 0 else 1_700_000_000.0 + n * 1e-3,  # 1 in 8 stamped
         method="GET",
@@ -154,7 +155,7 @@ def one_round(r: int, n0: int) -> int:
     return count
 
 
-def measure(fail: Failures, label: str) -> dict[str, object]:
+def measure(fail: Failures, label: str) -> dict[str, Any]:
     # The same state at every measurement: no subscription left (the cycles
     # collected), the history refilled with entries of one kind.
     global published
@@ -199,10 +200,10 @@ def main() -> None:
     after = measure(fail, "at the end")
     tracemalloc.stop()
 
-    for name, count in before["refs"].items():  # type: ignore[union-attr]
-        now = after["refs"][name]  # type: ignore[index]
+    for name, count in before["refs"].items():
+        now = after["refs"][name]
         fail.check(now == count, f"refcount of {name}: {count} after warm-up, {now} at the end")
-    growth = {key: after[key] - before[key] for key in ("objects", "blocks", "traced", "rss")}  # type: ignore[operator]
+    growth = {key: after[key] - before[key] for key in ("objects", "blocks", "traced", "rss")}
     print(
         f"{published} publishes in {r} rounds; growth after warm-up: "
         f"{growth['objects']} gc objects, {growth['blocks']} blocks, "
