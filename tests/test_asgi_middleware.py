@@ -12,11 +12,9 @@ import logging
 import re
 from typing import Any
 
-import pytest
-
-pytest.importorskip("starlette")
 import fastapi
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException

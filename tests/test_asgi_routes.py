@@ -11,10 +11,8 @@ import threading
 import time
 from typing import Any
 
-import pytest
-
-pytest.importorskip("sse_starlette")
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -170,7 +168,8 @@ async def test_the_page_is_static_and_self_contained(ops: OpsLogBroadcaster) -> 
 
 
 async def test_mounting_in_fastapi(ops: OpsLogBroadcaster) -> None:
-    fastapi = pytest.importorskip("fastapi")
+    import fastapi
+
     app = fastapi.FastAPI()
     app.mount("/ops", admin_routes(ops, token=TOKEN))
     publish(ops, 3)
