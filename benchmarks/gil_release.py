@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 
-from fastopslog import _opslog_c as core
+import fastopslog._opslog_c as core
 
 NEVER = 1 << 30
 SECONDS = 0.6  # per measurement

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 JOIN_TIMEOUT = 10.0  # only against hangs: never an assertion on speed
 
 
 def go_matches(flt: Any, entry: Any) -> bool:
-    """Go's ``OpsLogFilter.matches``, transcribed line by line from
-    reference/opslog.go, for checking the implementations against."""
+    """Go's ``OpsLogFilter.matches``, transcribed line by line from the Go
+    original (``opslog.go``, not in this repository), for checking the
+    implementations against."""
     if flt.min_status > 0 and entry.status < flt.min_status:
         return False
     if flt.model != "" and entry.model != flt.model:

@@ -2,8 +2,8 @@
 Selenium through Debian's chromedriver, against a real uvicorn.
 
 Where chromium or chromedriver is missing these tests skip, except in CI
-(``CI`` or ``FASTOPSLOG_REQUIRE_EXTENSIONS`` set): there they fail, so the
-browser test cannot silently stop running. ``FASTOPSLOG_CHROMIUM`` and
+(``CI`` set, as ``.ci/run`` does): there they fail, so the browser test
+cannot silently stop running. ``FASTOPSLOG_CHROMIUM`` and
 ``FASTOPSLOG_CHROMEDRIVER`` point at other binaries."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import os
 import shutil
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import pytest
 
@@ -23,13 +24,10 @@ WAIT = 30.0  # against hangs only
 
 
 def _required() -> bool:
-    return any(
-        os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-        for name in ("CI", "FASTOPSLOG_REQUIRE_EXTENSIONS")
-    )
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _missing(reason: str) -> None:
+def _missing(reason: str) -> NoReturn:
     if _required():
         pytest.fail(f"the browser test must run in CI, but {reason}", pytrace=False)
     pytest.skip(reason)

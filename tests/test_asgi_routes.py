@@ -11,19 +11,16 @@ import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
 
-pytest.importorskip("sse_starlette")
-httpx = pytest.importorskip("httpx")
-
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import PlainTextResponse  # noqa: E402
-from starlette.routing import Mount  # noqa: E402
-
-from fastopslog import OpsLogBroadcaster, OpsLogEntry  # noqa: E402
-from fastopslog.asgi import DEFAULT_PREFIX, admin_mount, admin_routes  # noqa: E402
-from fastopslog.asgi.routes import COOKIE_NAME  # noqa: E402
+from fastopslog import OpsLogBroadcaster, OpsLogEntry
+from fastopslog.asgi import DEFAULT_PREFIX, admin_mount, admin_routes
+from fastopslog.asgi.routes import COOKIE_NAME
 
 pytestmark = pytest.mark.anyio
 
@@ -171,7 +168,8 @@ async def test_the_page_is_static_and_self_contained(ops: OpsLogBroadcaster) -> 
 
 
 async def test_mounting_in_fastapi(ops: OpsLogBroadcaster) -> None:
-    fastapi = pytest.importorskip("fastapi")
+    import fastapi
+
     app = fastapi.FastAPI()
     app.mount("/ops", admin_routes(ops, token=TOKEN))
     publish(ops, 3)
@@ -213,7 +211,9 @@ async def test_recent_limit_defaults_and_bounds(ops: OpsLogBroadcaster) -> None:
         assert len((await http.get(URL + "/recent?limit=50", headers=AUTH)).json()) == 50
         response = await http.get(URL + "/recent?limit=51", headers=AUTH)
         assert response.status_code == 400
-        assert response.json() == {"error": "query parameter 'limit' must be an integer from 1 to 50, not '51'"}
+        assert response.json() == {
+            "error": "query parameter 'limit' must be an integer from 1 to 50, not '51'"
+        }
 
 
 @pytest.mark.parametrize(
@@ -343,7 +343,7 @@ class SSE:
     async def entries(self, n: int) -> list[tuple[int, dict[str, Any]]]:
         """The next ``n`` entry events, as (id, entry dict); other events
         are kept in ``self.others``."""
-        got = []
+        got: list[tuple[int, dict[str, Any]]] = []
         while len(got) < n:
             event = await self.next_event()
             if "event" in event:
@@ -533,7 +533,8 @@ async def test_a_batch_with_a_gap_never_takes_a_shared_chunk(ops: OpsLogBroadcas
     # which says what a batch holds when its subscription never dropped or
     # when its seqs are consecutive; any other batch gets a chunk of its own.
     router = admin_routes(ops, token=TOKEN, flush_interval=10.0)
-    admin = next(route.endpoint.__self__ for route in router.routes if route.path == "/stream")
+    stream = next(r for r in router.routes if isinstance(r, Route) and r.path == "/stream")
+    admin = stream.endpoint.__self__  # type: ignore[attr-defined]  # a bound method of the admin app
     entries = publish(ops, 10)
     shared = admin.chunk(None, entries[0:3], True)
     assert admin.chunk(None, entries[0:3], True) is shared

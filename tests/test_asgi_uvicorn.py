@@ -13,21 +13,19 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.routing import Route
 
-pytest.importorskip("sse_starlette")
-uvicorn = pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
-
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import PlainTextResponse, StreamingResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-
-from fastopslog import OpsLogBroadcaster, OpsLogEntry  # noqa: E402
-from fastopslog.asgi import DEFAULT_PREFIX, OpsLogMiddleware, admin_mount  # noqa: E402
+from fastopslog import OpsLogBroadcaster, OpsLogEntry
+from fastopslog.asgi import DEFAULT_PREFIX, OpsLogMiddleware, admin_mount
 
 TOKEN = "uvicorn-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -17,7 +17,6 @@ from fastopslog._common import (
     OpsLogStats,
     SubscriptionClosed,
 )
-from queue import Empty
 
 
 def E(impl, n, **kw):

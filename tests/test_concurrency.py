@@ -30,6 +30,7 @@ import random
 import sys
 import threading
 import time
+from typing import Any
 
 from _helpers import finish, go_matches, start
 
@@ -92,7 +93,7 @@ def test_accounting_exact_under_churn(impl, fast_switch):
 
     def publisher(p):
         rng = random.Random(100 + p)
-        mine = []
+        mine: list[Any] = []
         go.wait(WAIT)
         while len(mine) < min_each or (not stop.is_set() and len(mine) < max_each):
             e = Entry(
@@ -120,7 +121,8 @@ def test_accounting_exact_under_churn(impl, fast_switch):
     def churner(c):
         rng = random.Random(200 + c)
         account = c + 1  # only this thread publishes to this account
-        mine, records = [], []
+        mine: list[Any] = []
+        records: list[tuple[Any, ...]] = []
         tag = iter(range((c + 1) * 10**6, (c + 2) * 10**6))
 
         def own_entry(status):
@@ -199,10 +201,10 @@ def test_accounting_exact_under_churn(impl, fast_switch):
     # history and the whole-run subscriptions saw everything, in seq order
     snapshot = b.snapshot()
     assert len(snapshot) == calls
-    assert all(a is e for a, e in zip(snapshot, record))
+    assert all(a is e for a, e in zip(snapshot, record, strict=True))
     seen = monitor.drain()
     assert monitor.dropped == 0
-    assert all(a is e for a, e in zip(seen, record)) and len(seen) == calls
+    assert len(seen) == calls and all(a is e for a, e in zip(seen, record, strict=True))
     kept = small_monitor.drain()
     assert len(kept) + small_monitor.dropped == calls
     assert [e.seq for e in kept] == list(range(1, len(kept) + 1))  # drop_newest: the first
@@ -219,7 +221,7 @@ def test_accounting_exact_under_churn(impl, fast_switch):
     gc.collect()
     assert b.stats().subscribers == 0
 
-    cache = {}
+    cache: dict[Any, Any] = {}
     checked_own = checked_shared = 0
     for kind, flt, cap, overflow, mid_read, received, dropped, extra in records:
         if kind == "own":
@@ -273,7 +275,7 @@ def test_priming_has_no_gap_and_no_duplicate_under_publishing(impl, fast_switch)
 
     def publisher(p):
         rng = random.Random(300 + p)
-        mine = []
+        mine: list[Any] = []
         started.wait(WAIT)
         while not stop.is_set():
             e = Entry(time=1.0, user_id=(p + 1) * 10**7 + len(mine), status=rng.choice((200, 500)))
@@ -295,19 +297,19 @@ def test_priming_has_no_gap_and_no_duplicate_under_publishing(impl, fast_switch)
         markers.append(e)
         return e.seq
 
-    markers = []
+    markers: list[Any] = []
 
     def read_past(sub, seq):
         """Read until an entry published after ``seq`` (so certainly a live
         one) arrives, then close and take what is left."""
-        got = []
+        got: list[Any] = []
         while not got or got[-1].seq <= seq:
             got.append(sub.get(timeout=WAIT))
         sub.unsubscribe()
         return got + sub.drain()
 
     rng = random.Random(5)
-    records = []
+    records: list[tuple[Any, ...]] = []
     try:
         # Many quick subscriptions, each primed from history while the
         # publishers run, each read until it has crossed from the history
@@ -347,7 +349,7 @@ def test_priming_has_no_gap_and_no_duplicate_under_publishing(impl, fast_switch)
     record = merge(*lists, markers)
     assert_complete_record(record, b.stats().published)
     assert b.stats().subscribers == 0
-    cache = {}
+    cache: dict[Any, Any] = {}
     for mode, flt, got, extra in records:
         matches = matches_for(cache, record, flt)
         seqs = matches.seqs

@@ -13,9 +13,8 @@ the stamped time is masked in the comparison, after checking in each
 implementation that it lies within the publish call and that the JSON form
 and the repr render that very time.
 
-Without a built compiled core these tests skip, unless
-``FASTOPSLOG_REQUIRE_EXTENSIONS`` is set (CI), where they fail. A compiled
-module that exists but does not import always fails.
+They take the compiled core from the implementation facade: without a core
+that imports they fail (``--no-c-extensions`` deselects them).
 ``FASTOPSLOG_DIFF_EXAMPLES`` sets how many random operation sequences the
 state machine runs (default 120, about 5 s), for a longer soak.
 """
@@ -23,17 +22,16 @@ state machine runs (default 120, about 5 s), for a longer soak.
 from __future__ import annotations
 
 import gc
-import importlib
-import importlib.util
 import json
 import os
 import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
@@ -60,7 +58,6 @@ from fastopslog._gojson import format_time
 
 pytestmark = pytest.mark.c_extension
 
-COMPILED = "fastopslog._opslog_c"
 BLOCK_TIMEOUT = 10.0  # only against a hang, never a timing assertion
 # A stamped time must lie between clock readings taken just before and just
 # after the publish call; the slack allows a coarse clock (a few ms), not a
@@ -68,25 +65,10 @@ BLOCK_TIMEOUT = 10.0  # only against a hang, never a timing assertion
 STAMP_SLACK = 0.05
 
 
-def _extensions_required() -> bool:
-    value = os.environ.get("FASTOPSLOG_REQUIRE_EXTENSIONS", "")
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def load_compiled() -> ModuleType:
-    """The compiled core; skip when it is not built (fail in CI)."""
-    if importlib.util.find_spec(COMPILED) is None:
-        reason = f"{COMPILED} is not built"
-        if _extensions_required():
-            pytest.fail(f"{reason}, and FASTOPSLOG_REQUIRE_EXTENSIONS is set")
-        pytest.skip(reason)
-    # Built but broken (missing symbol, failing module init) must fail loudly.
-    return importlib.import_module(COMPILED)
-
-
 @pytest.fixture(scope="module")
-def C() -> ModuleType:
-    return load_compiled()
+def C(c_impl: ModuleType) -> ModuleType:
+    """The compiled core, from the implementation facade."""
+    return c_impl
 
 
 P = _opslog_py
@@ -98,7 +80,7 @@ P = _opslog_py
 def outcome(fn: Callable[[], Any]) -> tuple[bool, Any]:
     try:
         return True, fn()
-    except Exception as exc:  # noqa: BLE001 - any exception is an outcome
+    except Exception as exc:
         return False, exc
 
 
@@ -126,7 +108,7 @@ def bounded(fn: Callable[..., Any], *args: Any) -> Any:
     def run() -> None:
         try:
             box["result"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed back below
+        except BaseException as exc:
             box["error"] = exc
 
     worker = threading.Thread(target=run, daemon=True)
@@ -242,10 +224,10 @@ replace_changes = st.one_of(
     ),
 )
 
-BAD_CAPS = [MAX_CAPACITY + 1, 2**63, INT64_MIN - 1, "4", 4.0, True, None]
+BAD_CAPS: list[Any] = [MAX_CAPACITY + 1, 2**63, INT64_MIN - 1, "4", 4.0, True, None]
 BAD_MAX = [-1, "1", 1.0, 2**63, True]
-BAD_PUBLISH = [None, "entry", {"status": 200}, 1, object()]
-BAD_SUBSCRIBE = [
+BAD_PUBLISH: list[Any] = [None, "entry", {"status": 200}, 1, object()]
+BAD_SUBSCRIBE: list[dict[str, Any]] = [
     {"filter": "model=gpt"},
     {"filter": {"model": "gpt"}},
     {"buf_size": MAX_CAPACITY + 1},
@@ -266,7 +248,7 @@ BAD_SUBSCRIBE = [
     {"overflow": 1},
     {"nope": 1},
 ]
-BAD_SNAPSHOT = [
+BAD_SNAPSHOT: list[dict[str, Any]] = [
     {"filter": "x"},
     {"filter": {}},
     {"max_entries": "1"},
@@ -277,7 +259,7 @@ BAD_SNAPSHOT = [
 BAD_TIMEOUTS = [-1, -0.5, "1", float("nan"), True]
 
 
-SUBSCRIBE_ARGS = {
+SUBSCRIBE_ARGS: dict[str, st.SearchStrategy[Any]] = {
     "b": st.integers(0, 255),
     "flt": st.none() | filter_kwargs,
     "buf_size": st.sampled_from([None, -3, -1, 0, 1, 1, 2, 2, 3, 5]),
@@ -371,7 +353,8 @@ class DropIn(RuleBasedStateMachine):
         entries buffered (so that partial reads happen often)."""
         if s < 0:
             return max(self.subs, key=lambda sub: len(sub["p"]))
-        return self.pick(self.subs, s)
+        sub: dict[str, Any] = self.pick(self.subs, s)
+        return sub
 
     # --- broadcasters
 
@@ -505,7 +488,13 @@ class DropIn(RuleBasedStateMachine):
     # --- subscribing
 
     @precondition(lambda self: self.brokers and len(self.subs) < 10)
-    @rule(**SUBSCRIBE_ARGS)
+    @rule(
+        b=SUBSCRIBE_ARGS["b"],
+        flt=SUBSCRIBE_ARGS["flt"],
+        buf_size=SUBSCRIBE_ARGS["buf_size"],
+        prime=SUBSCRIBE_ARGS["prime"],
+        overflow=SUBSCRIBE_ARGS["overflow"],
+    )
     def subscribe(
         self,
         b: int,
@@ -627,7 +616,9 @@ class DropIn(RuleBasedStateMachine):
         assert ok
         self.canon_list(sub["b"], ep, ec)
 
-    def _read_one(self, sub: dict[str, Any], label: str, fp: Callable[[], Any], fc: Callable[[], Any]) -> None:
+    def _read_one(
+        self, sub: dict[str, Any], label: str, fp: Callable[[], Any], fc: Callable[[], Any]
+    ) -> None:
         ok, rp, rc = both(label, fp, fc)
         if ok:
             assert self.canon("p", sub["b"], rp) == self.canon("c", sub["b"], rc)
@@ -712,7 +703,11 @@ class DropIn(RuleBasedStateMachine):
         elif call == "subscribe":
             for kw in BAD_SUBSCRIBE:
                 self.unchanged(
-                    broker, f"subscribe(**{kw!r})", lambda: bp.subscribe(**kw), lambda: bc.subscribe(**kw), base
+                    broker,
+                    f"subscribe(**{kw!r})",
+                    lambda: bp.subscribe(**kw),
+                    lambda: bc.subscribe(**kw),
+                    base,
                 )
         elif call == "snapshot":
             for kw in BAD_SNAPSHOT:
@@ -817,7 +812,9 @@ class DropIn(RuleBasedStateMachine):
             p, c = s["p"], s["c"]
             got = (len(c), c.dropped, c.closed, c.history_gap, c.buf_size, c.overflow)
             want = (len(p), p.dropped, p.closed, p.history_gap, p.buf_size, p.overflow)
-            assert got == want, f"(len, dropped, closed, history_gap, buf_size, overflow): pure {want}, compiled {got}"
+            assert got == want, (
+                f"(len, dropped, closed, history_gap, buf_size, overflow): pure {want}, compiled {got}"
+            )
             assert repr(p) == repr(c)
 
 
@@ -954,7 +951,9 @@ def check_same_entry(ep: Any, ec: Any, C: ModuleType) -> None:
 
 @settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(kwargs=any_entry_kwargs(), other=good_entry_kwargs, changes=any_entry_kwargs())
-def test_entry_crossing(C: ModuleType, kwargs: dict[str, Any], other: dict[str, Any], changes: dict[str, Any]) -> None:
+def test_entry_crossing(
+    C: ModuleType, kwargs: dict[str, Any], other: dict[str, Any], changes: dict[str, Any]
+) -> None:
     ok, ep, ec = both(
         f"OpsLogEntry(**{kwargs!r})",
         lambda: P.OpsLogEntry(**kwargs),
@@ -1021,10 +1020,11 @@ def test_entry_crossing(C: ModuleType, kwargs: dict[str, Any], other: dict[str, 
 @settings(deadline=None, max_examples=100)
 @given(name=st.sampled_from(("time", *INT_FIELDS)), value=st.sampled_from(BEYOND_INT64))
 def test_int64_overflow_in_both(C: ModuleType, name: str, value: int) -> None:
-    ok, ep, ec = both(
+    kwargs: dict[str, Any] = {name: value}
+    ok, ep, _ = both(
         f"OpsLogEntry({name}={value})",
-        lambda: P.OpsLogEntry(**{name: value}),
-        lambda: C.OpsLogEntry(**{name: value}),
+        lambda: P.OpsLogEntry(**kwargs),
+        lambda: C.OpsLogEntry(**kwargs),
     )
     assert not ok
     assert type(ep) is (ValueError if name == "time" else OverflowError)
@@ -1211,12 +1211,13 @@ def test_differential_can_tell_the_two_apart(C: ModuleType) -> None:
     """The comparison is not vacuous: it really reaches two implementations."""
     assert C.OpsLogEntry is not P.OpsLogEntry
     assert C.OpsLogBroadcaster is not P.OpsLogBroadcaster
-    assert C.__name__ == COMPILED
+    assert C.__name__ == "fastopslog._opslog_c"
 
     def closed() -> None:
         raise SubscriptionClosed
 
-    empty = queue.Queue().get_nowait
+    empty_queue: queue.Queue[int] = queue.Queue()
+    empty = empty_queue.get_nowait
     assert both("probe", empty, empty)[0] is False
     with pytest.raises(AssertionError):
         both("probe", lambda: 1, lambda: 1 // 0)

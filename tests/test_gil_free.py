@@ -10,7 +10,7 @@ threads publish, subscribe, read and unsubscribe.
 from __future__ import annotations
 
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

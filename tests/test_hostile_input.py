@@ -35,7 +35,6 @@ a crash there fails one test instead of the session.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -45,11 +44,12 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from http import HTTPStatus
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import example, given, note, settings
@@ -85,21 +85,24 @@ INT_FIELDS = (
 SUB_TIMEOUT = 60.0  # a subprocess that takes longer is hung (not a speed check)
 
 
-def _compiled() -> ModuleType | None:
-    try:
-        return importlib.import_module("fastopslog._opslog_c")
-    except ImportError:
-        return None
+# The implementations under test, from the facade: the "other
+# implementation" values come from another one of them (the same one when
+# --no-c-extensions leaves only the pure implementation).
+UNDER_TEST: list[ModuleType] = []
 
 
-C_OR_NONE = _compiled()
+@pytest.fixture(autouse=True, scope="module")
+def _under_test(implementations_under_test: tuple[ModuleType, ...]) -> None:
+    UNDER_TEST[:] = implementations_under_test
 
 
 def other_impl(module: ModuleType) -> ModuleType:
-    """The other implementation (the pure one when the core is not built)."""
-    if module is P and C_OR_NONE is not None:
-        return C_OR_NONE
-    return P
+    """Another implementation under test, or ``module`` when it is the only one."""
+    return next((m for m in UNDER_TEST if m is not module), module)
+
+
+def _classes(name: str) -> tuple[type, ...]:
+    return tuple(getattr(m, name) for m in UNDER_TEST)
 
 
 # ----------------------------------------------------------- hostile values ---
@@ -312,7 +315,7 @@ class World:
     def resolve(self, value: Any) -> Any:
         if not isinstance(value, Token):
             return value
-        M, O = self.M, other_impl(self.M)
+        M, other = self.M, other_impl(self.M)
         kind = value.kind
         if kind == "evil_str":
             # Made here: Hypothesis itself hashes and compares what it draws.
@@ -322,18 +325,18 @@ class World:
         if kind == "published_entry":
             return self.entries[-1]
         if kind == "other_entry":
-            return O.OpsLogEntry(time=7.0, status=201, model="gpt")
+            return other.OpsLogEntry(time=7.0, status=201, model="gpt")
         if kind == "own_filter":
             return M.OpsLogFilter(min_status=404)
         if kind == "other_filter":
-            return O.OpsLogFilter(min_status=404)
+            return other.OpsLogFilter(min_status=404)
         if kind == "own_broadcaster":
             return self.b
         if kind == "own_sub":
             return self.subs["full"]
         if kind == "other_sub":
             # Kept alive by the world, so that it is not collected mid-call.
-            self._other_b = O.OpsLogBroadcaster(2)
+            self._other_b = other.OpsLogBroadcaster(2)
             self._other_sub = self._other_b.subscribe()
             return self._other_sub
         raise AssertionError(kind)
@@ -366,7 +369,7 @@ def view(e: Any) -> Any:
     fields = tuple(
         _masked_time(e.time) if name == "time" else getattr(e, name) for name in ENTRY_FIELD_NAMES
     )
-    for name, value in zip(ENTRY_FIELD_NAMES, fields):
+    for name, value in zip(ENTRY_FIELD_NAMES, fields, strict=True):
         if name in STR_FIELDS:
             assert type(value) is str, (name, value)
         elif name in INT_FIELDS:
@@ -388,13 +391,11 @@ def sub_view(s: Any) -> Any:
 
 
 def result_view(r: Any) -> Any:
-    if isinstance(r, (P.OpsLogEntry, getattr(C_OR_NONE, "OpsLogEntry", P.OpsLogEntry))):
+    if isinstance(r, _classes("OpsLogEntry")):
         return ("entry", view(r))
-    if isinstance(r, (P.OpsLogFilter, getattr(C_OR_NONE, "OpsLogFilter", P.OpsLogFilter))):
+    if isinstance(r, _classes("OpsLogFilter")):
         return ("filter", filter_view(r))
-    if isinstance(
-        r, (P.OpsLogSubscription, getattr(C_OR_NONE, "OpsLogSubscription", P.OpsLogSubscription))
-    ):
+    if isinstance(r, _classes("OpsLogSubscription")):
         return ("sub", sub_view(r))
     if isinstance(r, list):
         return [result_view(x) for x in r]
@@ -406,7 +407,7 @@ def result_view(r: Any) -> Any:
 def _note(text: str) -> None:
     try:
         note(text)
-    except Exception:  # noqa: BLE001 - outside a Hypothesis test
+    except Exception:
         pass
 
 
@@ -676,7 +677,7 @@ def test_megabyte_strings(impl: ModuleType, size: int, unit: str) -> None:
     else:
         pattern = "0123456789abcdef"
     text = (pattern * (size // len(pattern) + 1))[:size]
-    fields = {"error_detail": text, "model": text + "m", "path": "/" + text[:1000]}
+    fields: dict[str, Any] = {"error_detail": text, "model": text + "m", "path": "/" + text[:1000]}
     e, ref = impl.OpsLogEntry(time=1.5, **fields), P.OpsLogEntry(time=1.5, **fields)
     assert e.to_json() == ref.to_json()
     data = json.loads(e.to_json())
@@ -695,9 +696,10 @@ def test_megabyte_strings(impl: ModuleType, size: int, unit: str) -> None:
 def test_surrogates_and_nul_render_as_go(impl: ModuleType, text: str, name: str) -> None:
     """``to_json`` never fails on text Python allows and UTF-8 does not:
     each lone surrogate is U+FFFD, as Go writes invalid UTF-8."""
-    e = impl.OpsLogEntry(time=1.0, **{name: text})
+    kwargs: dict[str, Any] = {name: text}
+    e = impl.OpsLogEntry(time=1.0, **kwargs)
     rendered = e.to_json()
-    assert rendered == P.OpsLogEntry(time=1.0, **{name: text}).to_json()
+    assert rendered == P.OpsLogEntry(time=1.0, **kwargs).to_json()
     rendered.encode("utf-8")  # valid UTF-8
     expected = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
     assert json.loads(rendered).get(name, "") == expected
@@ -879,7 +881,7 @@ def _would_block(sub: Any, timeout: Any) -> bool:
             return False
         if not timeout >= 0:
             return False
-    except Exception:  # noqa: BLE001 - a hostile comparison raises: no wait
+    except Exception:
         return False
     # inf means no timeout at all; finite ones past TIMEOUT_MAX fail at once.
     return timeout == math.inf or 0.02 < timeout <= threading.TIMEOUT_MAX
@@ -982,7 +984,10 @@ class HostileFuzz(RuleBasedStateMachine):
         return Pair((vi, vp))
 
     @rule(target=entries, kwargs=st.fixed_dictionaries(
-        {}, optional={name: st.one_of(_valid_for(name), _valid_for(name), hostile) for name in ENTRY_FIELD_NAMES}
+        {},
+        optional={
+            name: st.one_of(_valid_for(name), _valid_for(name), hostile) for name in ENTRY_FIELD_NAMES
+        },
     ))
     def make_entry(self, kwargs: dict[str, Any]) -> Any:
         pair = self.both("OpsLogEntry", lambda w: w.M.OpsLogEntry(**w.resolve_all(kwargs)))

@@ -467,7 +467,9 @@ def test_from_dict_bad_time(impl, text):
         impl.OpsLogEntry.from_dict({"time": text})
 
 
-@pytest.mark.parametrize("value", [T0, float(T0), ["2023-11-14T22:13:20Z"], True, b"2023-11-14T22:13:20Z"], ids=repr)
+@pytest.mark.parametrize(
+    "value", [T0, float(T0), ["2023-11-14T22:13:20Z"], True, b"2023-11-14T22:13:20Z"], ids=repr
+)
 def test_from_dict_time_wrong_type(impl, value):
     with pytest.raises(TypeError):
         impl.OpsLogEntry.from_dict({"time": value})

@@ -1,8 +1,9 @@
 """Leak checks, each in a fresh interpreter (as multidict does).
 
 The scripts in ``tests/isolated/`` take the implementation on their command
-line (``pure`` or ``c``), exit non-zero with a message saying what leaked,
-and are run here once per implementation:
+line (``pure`` or ``c``, the name of the facade's ``implementation``), exit
+non-zero with a message saying what leaked, and are run here once per
+implementation:
 
 - ``publish_churn.py``: a million publishes (200,000 for the slower pure
   implementation) with subscriptions coming and going leave reference
@@ -18,16 +19,14 @@ and are run here once per implementation:
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ISOLATED = Path(__file__).parent / "isolated"
-C_MODULE = "fastopslog._opslog_c"
 TIMEOUT = 300  # against a hang only; the scripts take seconds
 
 SCRIPTS = ["publish_churn", "entries_collectable", "dropped_subscription"]
@@ -35,44 +34,24 @@ SCRIPTS = ["publish_churn", "entries_collectable", "dropped_subscription"]
 pytestmark = pytest.mark.leaks
 
 
-def _extensions_required() -> bool:
-    value = os.environ.get("FASTOPSLOG_REQUIRE_EXTENSIONS", "")
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("pure", id="pure"),
-        pytest.param("c", id="c", marks=pytest.mark.c_extension),
-    ]
-)
-def impl(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    if name == "c" and importlib.util.find_spec(C_MODULE) is None:
-        reason = f"{C_MODULE} is not built"
-        if _extensions_required():
-            pytest.fail(f"{reason}, and FASTOPSLOG_REQUIRE_EXTENSIONS is set", pytrace=False)
-        pytest.skip(reason)
-    return name
-
-
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_leaks(script: str, impl: str) -> None:
+def test_leaks(script: str, implementation: Any) -> None:
+    name = implementation.name
     path = ISOLATED / f"{script}.py"
     try:
         proc = subprocess.run(
-            [sys.executable, "-I", "-W", "error", str(path), impl],
+            [sys.executable, "-I", "-W", "error", str(path), name],
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{script} [{impl}] did not finish in {TIMEOUT} s:\n{exc.stderr!r}", pytrace=False)
-    report = f"{script} [{impl}] exited {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
+        pytest.fail(f"{script} [{name}] did not finish in {TIMEOUT} s:\n{exc.stderr!r}", pytrace=False)
+    report = f"{script} [{name}] exited {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
     if proc.returncode != 0:
         pytest.fail(report, pytrace=False)
     # A warning, or an exception swallowed in a finalizer, is a failure too.
     if proc.stderr:
         pytest.fail(f"wrote to stderr: {report}", pytrace=False)
-    assert proc.stdout.rstrip().endswith(f"{script} [{impl}]: ok"), report
+    assert proc.stdout.rstrip().endswith(f"{script} [{name}]: ok"), report

@@ -596,7 +596,7 @@ def _park_on_a_loop_then_close_it(sub):
     loop.run_until_complete(asyncio.sleep(0))
     assert not task.done()
     loop.close()
-    task._log_destroy_pending = False  # keep the expected leak out of the log
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # keep the expected leak out of the log
     return task
 
 

@@ -18,10 +18,12 @@ import asyncio
 import gc
 import sys
 import threading
+from collections.abc import Callable
 from queue import Empty
 
+import fastopslog._opslog_c as core
+
 from fastopslog import SubscriptionClosed
-from fastopslog import _opslog_c as core
 
 NASTY = "\ud800\x00<>&\u2028\"\\\n\U0001f642\udfff" * 8
 
@@ -51,15 +53,16 @@ def one_round(r: int) -> int:
         )
         for n in range(24)  # past the first growth of the subscriber array
     ]
-    # Parked readers, woken by publishes and by unsubscribe().
+    # Parked readers, woken by publishes and by unsubscribe(). What they
+    # share is passed in, not closed over, so that the del at the end frees it.
     got: list[object] = []
     readers = [
-        threading.Thread(target=lambda s=s: got.append(s.get(timeout=30)), daemon=True)
+        threading.Thread(target=lambda s=s, got=got: got.append(s.get(timeout=30)), daemon=True)
         for s in (b.subscribe(), b.subscribe(core.OpsLogFilter(account_id=3)))
     ]
     closing = b.subscribe(core.OpsLogFilter(model="nothing"))
 
-    def wait_closed() -> None:
+    def wait_closed(got: list[object] = got) -> None:
         try:
             closing.get(timeout=30)
         except SubscriptionClosed:
@@ -69,13 +72,13 @@ def one_round(r: int) -> int:
     for t in readers:
         t.start()
 
-    async def async_reader() -> object:
+    async def async_reader(b: core.OpsLogBroadcaster) -> object:
         sub = b.subscribe(core.OpsLogFilter(group_id=2))
         async with sub:
             return await asyncio.wait_for(sub.aget(), 30)
 
     loop = asyncio.new_event_loop()
-    task = loop.create_task(async_reader())
+    task = loop.create_task(async_reader(b))
     loop.run_until_complete(asyncio.sleep(0.05))
     for n in range(400):
         b.publish(entry(n))
@@ -132,19 +135,20 @@ def one_round(r: int) -> int:
 
     # Bad arguments change nothing.
     before = b.stats()
-    for call in (
-        lambda: b.publish(None),
-        lambda: b.subscribe(buf_size=core.OpsLogBroadcaster),
-        lambda: b.subscribe(buf_size=(1 << 24) + 1),
-        lambda: b.subscribe(since_seq=-1),
-        lambda: b.subscribe(overflow="sideways"),
-        lambda: b.snapshot(max_entries=2**63),
-        lambda: core.OpsLogEntry(status=2**63),
-        lambda: core.OpsLogEntry(time=float("nan")),
-        lambda: core.OpsLogBroadcaster(history_cap=(1 << 24) + 1),
-    ):
+    bad_calls: tuple[Callable[[core.OpsLogBroadcaster], object], ...] = (
+        lambda b: b.publish(None),
+        lambda b: b.subscribe(buf_size=core.OpsLogBroadcaster),
+        lambda b: b.subscribe(buf_size=(1 << 24) + 1),
+        lambda b: b.subscribe(since_seq=-1),
+        lambda b: b.subscribe(overflow="sideways"),
+        lambda b: b.snapshot(max_entries=2**63),
+        lambda b: core.OpsLogEntry(status=2**63),
+        lambda b: core.OpsLogEntry(time=float("nan")),
+        lambda b: core.OpsLogBroadcaster(history_cap=(1 << 24) + 1),
+    )
+    for call in bad_calls:
         try:
-            call()
+            call(b)
         except (TypeError, ValueError, OverflowError):
             checks += 1
         else:
@@ -155,7 +159,7 @@ def one_round(r: int) -> int:
     # broadcaster and its history.
     for s in subs[::2]:
         s.unsubscribe()
-    del subs, since, replay, sealed, readers, got, task
+    del subs, since, replay, sealed, readers, wait_closed, got, task
     gc.collect()
     del b
     gc.collect()

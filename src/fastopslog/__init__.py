@@ -1,8 +1,10 @@
 """fastopslog: the in-memory pub/sub at the centre of a gateway's live ops log.
 
-``import fastopslog`` gives the compiled core when it is built and the pure
-implementation otherwise; ``FASTOPSLOG_NO_EXTENSIONS=1`` forces the pure one.
-``USE_EXTENSIONS`` tells which is in use.
+``import fastopslog`` gives the compiled core when it is installed and the
+pure implementation when it is not (an install built with
+``FASTOPSLOG_NO_EXTENSIONS=1``, or not on CPython); a core that is installed
+but does not import raises. ``FASTOPSLOG_NO_EXTENSIONS=1`` at run time forces
+the pure one. ``USE_EXTENSIONS`` tells which is in use.
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ else:
                 OpsLogFilter,
                 OpsLogSubscription,
             )
-        except ImportError:  # no compiler at install time: the pure fallback
-            pass
+        except ModuleNotFoundError as exc:
+            # Only a core that is not there (a pure install) means the pure
+            # implementation; one that is there but fails to import raises.
+            if exc.name != f"{__name__}._opslog_c":
+                raise
         else:
             USE_EXTENSIONS = True
     if not USE_EXTENSIONS:

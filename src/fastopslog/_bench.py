@@ -17,10 +17,11 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from . import __version__, _workload
 
@@ -58,15 +59,12 @@ class Result:
         return statistics.median(self.batch_ns) / self.ops_per_batch
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "bench",
-        help="measure publish, snapshot and entry overhead",
-        description=(
-            "Measure the hot-path overhead of each available implementation: "
-            "nanoseconds per operation (median of timed batches), operations "
-            "per second, and the compiled/pure time ratio when both are there."
-        ),
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``python -m fastopslog bench``."""
+    parser.description = (
+        "Measure the hot-path overhead of each available implementation: "
+        "nanoseconds per operation (median of timed batches), operations "
+        "per second, and the compiled/pure time ratio when both are there."
     )
     parser.add_argument(
         "--quick", action="store_true", help="fewer batches per scenario: seconds, not minutes"
@@ -244,7 +242,7 @@ def table(rows: list[dict[str, Result]], impls: list[str]) -> str:
     text = [
         "  ".join(
             cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths))
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
         for cells in lines
     ]

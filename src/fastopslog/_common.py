@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, Final, Literal, NamedTuple, NoReturn
 
 # Entry fields in Go's struct order, with their Python type and default.
 # ``time`` comes first and is special: a float of seconds, kept to the
@@ -58,8 +58,9 @@ DEFAULT_BUF_SIZE = 1024
 # front rather than half-allocated.
 MAX_CAPACITY = 1 << 24
 
-DROP_NEWEST = "drop_newest"
-DROP_OLDEST = "drop_oldest"
+Overflow = Literal["drop_newest", "drop_oldest"]
+DROP_NEWEST: Final = "drop_newest"
+DROP_OLDEST: Final = "drop_oldest"
 OVERFLOW_POLICIES = (DROP_NEWEST, DROP_OLDEST)
 
 
@@ -107,7 +108,7 @@ def check_capacity(name: str, value: object) -> int:
 
 def subscribe_options(
     buf_size: object, replay: object, since_seq: object, overflow: object
-) -> tuple[int, int, int | None, str]:
+) -> tuple[int, int, int | None, Overflow]:
     """``subscribe()``'s options, checked: Go's default for a ``buf_size``
     of 0 or less, and the overflow policy's own constant (not the caller's
     object, which may be a str subclass)."""
@@ -150,19 +151,19 @@ def construct(cls: type, kwargs: dict[str, object]) -> object:
     return cls(**kwargs)
 
 
-def refuse_copy(obj: object) -> None:
+def refuse_copy(obj: object) -> NoReturn:
     """``__reduce__`` of live state: a copy would share or lose it."""
     raise TypeError(f"{type(obj).__name__} is live state: it cannot be copied or pickled")
 
 
-def entry_repr(entry: object) -> str:
+def entry_repr(entry: Any) -> str:
     """``OpsLogEntry(...)`` with the fields JSON would show, and ``seq``."""
     parts = []
     for name, _, default in ENTRY_FIELDS:
         value = getattr(entry, name)
         if name in ALWAYS_RENDERED or value != default:
             parts.append(f"{name}={value!r}")
-    seq = getattr(entry, "seq")
+    seq = entry.seq
     if seq:
         parts.append(f"seq={seq}")
     return f"OpsLogEntry({', '.join(parts)})"

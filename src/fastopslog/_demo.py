@@ -42,16 +42,13 @@ class _QuietDemoCrash(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], DemoCrash))
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "demo",
-        help="run a fake LLM gateway with the ops log middleware and live page",
-        description=(
-            "Run a fake LLM gateway (POST /v1/chat/completions) under uvicorn with "
-            "the ops log middleware, the admin routes and a load generator, and "
-            "print the URL of the live page and its token. Needs the asgi extra: "
-            'pip install "fastopslog[asgi]".'
-        ),
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``python -m fastopslog demo``."""
+    parser.description = (
+        "Run a fake LLM gateway (POST /v1/chat/completions) under uvicorn with "
+        "the ops log middleware, the admin routes and a load generator, and "
+        "print the URL of the live page and its token. Needs the asgi extra: "
+        'pip install "fastopslog[asgi]".'
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
@@ -205,13 +202,19 @@ async def _request(host: str, port: int, rng: random.Random) -> None:
 
 async def _load(host: str, port: int, rate: float, rng: random.Random) -> None:
     tasks: set[asyncio.Task[None]] = set()
+
+    def finished(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
     while True:
         await asyncio.sleep(rng.expovariate(rate))
         if len(tasks) >= 256:
             continue
         task = asyncio.ensure_future(_request(host, port, rng))
         tasks.add(task)
-        task.add_done_callback(lambda t: (tasks.discard(t), t.cancelled() or t.exception()))
+        task.add_done_callback(finished)
 
 
 async def _serve(args: argparse.Namespace, token: str) -> int:
@@ -237,7 +240,10 @@ async def _serve(args: argparse.Namespace, token: str) -> int:
     print(f"  live page:  {base}/admin/ops/logs/#token={token}")
     print(f"  token:      {token}")
     print(f"  recent:     curl -H 'Authorization: Bearer {token}' '{base}/admin/ops/logs/recent?limit=5'")
-    print(f"  stream:     curl -N -H 'Authorization: Bearer {token}' '{base}/admin/ops/logs/stream?min_status=400'")
+    print(
+        f"  stream:     curl -N -H 'Authorization: Bearer {token}' "
+        f"'{base}/admin/ops/logs/stream?min_status=400'"
+    )
     print(f"  gateway:    curl -H 'Authorization: Bearer {next(iter(DEMO_KEYS))}' -d "
           f"'{{\"model\":\"gpt-4o\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}' "
           f"{base}/v1/chat/completions")

@@ -38,9 +38,11 @@ import time
 import traceback
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import ModuleType
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from . import _workload
 from ._common import DROP_NEWEST, DROP_OLDEST, SubscriptionClosed
@@ -79,7 +81,7 @@ def matches(flt: Any, e: Any) -> bool:
     test's word for what matches."""
     if flt is None:
         return True
-    return (
+    return bool(
         (flt.min_status <= 0 or e.status >= flt.min_status)
         and (flt.model == "" or e.model == flt.model)
         and (flt.account_id <= 0 or e.account_id == flt.account_id)
@@ -252,7 +254,7 @@ class Soak:
         with a model of its own each time (see ``_forget``)."""
         out = []
         for status in STATUSES:
-            for model in (f"p{p}",) + SHARED_MODELS:
+            for model in (f"p{p}", *SHARED_MODELS):
                 for latency in LATENCIES:
                     kw: dict[str, Any] = dict(
                         method="POST", path="/v1/chat/completions", status=status,
@@ -262,7 +264,7 @@ class Soak:
                     if status >= 500:
                         kw.update(error_message="upstream error", upstream_status=status)
                     out.append(kw)
-        return out + [{**out[-1], "model": f"p{p}-forgotten"}]
+        return [*out, {**out[-1], "model": f"p{p}-forgotten"}]
 
     def _own_filters(self, p: int) -> list[tuple[Any, frozenset[int]]]:
         """Filters on publisher ``p``'s tag, routed by account, group and
@@ -609,7 +611,7 @@ class Soak:
         readers = self.pool + self.monitor_threads
         ended = ended and all(self._wait(_joined(t), t.name) for t in readers)
         ended = ended and all(
-            self._wait(lambda s, f=f: _done(f, s), "an asyncio reader")
+            self._wait(partial(_done, f), "an asyncio reader")
             for f in list(self.async_reads)
         )
         if ended:  # else the hang is reported already
@@ -735,17 +737,14 @@ def _rss_mb() -> float | None:
 # --- the command --------------------------------------------------------------------------
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "soak",
-        help="run publishers, churning subscriptions and readers for a while, checking every count",
-        description=(
-            "Publish from several threads while subscriptions come and go, readers in "
-            "threads and an asyncio loop fall behind and are released by unsubscribe(), "
-            "and stats() and snapshot() are checked throughout; then check the exact "
-            "accounting of every subscription, the history and leaks. Exit status 1 on "
-            "any violation."
-        ),
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``python -m fastopslog soak``."""
+    parser.description = (
+        "Publish from several threads while subscriptions come and go, readers in "
+        "threads and an asyncio loop fall behind and are released by unsubscribe(), "
+        "and stats() and snapshot() are checked throughout; then check the exact "
+        "accounting of every subscription, the history and leaks. Exit status 1 on "
+        "any violation."
     )
     parser.add_argument(
         "--seconds", type=_seconds, default=60.0, help="how long to run (default 60)"

@@ -23,11 +23,18 @@ import math
 import queue
 import random
 import threading
-from functools import lru_cache, partial
+from collections.abc import Callable
+from contextvars import Context
+from functools import cache, partial
 from importlib import import_module
 from statistics import NormalDist
 from types import ModuleType, TracebackType
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # for annotations only: typing has them from Python 3.11
+    from typing_extensions import TypeVarTuple, Unpack
+
+    _Ts = TypeVarTuple("_Ts")
 
 IMPLEMENTATIONS = {"pure": "fastopslog._opslog_py", "c": "fastopslog._opslog_c"}
 
@@ -81,7 +88,7 @@ def load_implementation(name: str) -> ModuleType:
     return import_module(IMPLEMENTATIONS[name])
 
 
-@lru_cache(maxsize=None)  # read-only, and the same for every implementation
+@cache  # read-only, and the same for every implementation
 def request_fields(
     count: int, *, seed: int = 1, stamped: bool = False, error_rate: float = ERROR_RATE
 ) -> tuple[dict[str, Any], ...]:
@@ -430,7 +437,7 @@ class ThreadedPublish(Scenario):
         self._batches = [self._fresh() for _ in self._workers]
 
     def run(self) -> None:
-        for worker, entries in zip(self._workers, self._batches):
+        for worker, entries in zip(self._workers, self._batches, strict=True):
             worker.start(entries)
         for worker in self._workers:
             worker.wait()
@@ -453,9 +460,14 @@ class _CountingLoop(asyncio.SelectorEventLoop):
 
     wakeups = 0
 
-    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
+    def call_soon_threadsafe(
+        self,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: Unpack[_Ts],
+        context: Context | None = None,
+    ) -> asyncio.Handle:
         self.wakeups += 1
-        return super().call_soon_threadsafe(*args, **kwargs)
+        return super().call_soon_threadsafe(callback, *args, context=context)
 
 
 class AsyncConsumer(Scenario):

@@ -18,7 +18,7 @@ MODULES = {"pure": "fastopslog._opslog_py", "c": "fastopslog._opslog_c"}
 UNRAISABLE: list[str] = []
 
 
-def _unraisable(info: "sys.UnraisableHookArgs") -> None:
+def _unraisable(info: sys.UnraisableHookArgs) -> None:
     UNRAISABLE.append(f"{info.exc_type.__name__}: {info.exc_value} (in {info.object!r})")
 
 

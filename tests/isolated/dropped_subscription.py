@@ -19,7 +19,7 @@ import weakref
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _leakcheck import Failures, full_collect, implementation  # noqa: E402
+from _leakcheck import Failures, full_collect, implementation
 
 IMPL, mod = implementation()
 fail = Failures("dropped_subscription", IMPL)
@@ -48,8 +48,13 @@ def plain_drop() -> None:
     fail.check(all(r() is not None for r in refs), f"{name}: buffered entries died early")
     del sub
     full_collect()
-    fail.check(subscribers(b) == 1, f"{name}: stats().subscribers is {subscribers(b)} after collection, expected 1")
-    fail.check(all(r() is None for r in refs), f"{name}: its buffered entries are still alive after collection")
+    fail.check(
+        subscribers(b) == 1,
+        f"{name}: stats().subscribers is {subscribers(b)} after collection, expected 1",
+    )
+    fail.check(
+        all(r() is None for r in refs), f"{name}: its buffered entries are still alive after collection"
+    )
     before = b.stats()
     b.publish(make())
     after = b.stats()
@@ -93,7 +98,10 @@ def stalled_drop() -> None:
     full_collect()
     for _ in range(5):
         b.publish(make())
-    fail.check(b.stats().dropped == 3, f"{name}: a collected subscription still counts drops ({b.stats().dropped})")
+    fail.check(
+        b.stats().dropped == 3,
+        f"{name}: a collected subscription still counts drops ({b.stats().dropped})",
+    )
     fail.check(subscribers(b) == 0, f"{name}: {subscribers(b)} subscribers after collection")
 
 
@@ -172,7 +180,7 @@ def collected_during_calls() -> None:
                 e = make(model=f"m{i % 40}") if i % 2 else make(time=0.0)
                 b.publish(e)
                 published += 1
-            except Exception as exc:  # noqa: BLE001 - reported below
+            except Exception as exc:
                 key = f"{type(exc).__name__}: {exc}"
                 errors[key] = errors.get(key, 0) + 1
     finally:

@@ -15,10 +15,11 @@ import os
 import queue
 import sys
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _leakcheck import Failures, full_collect, implementation  # noqa: E402
+from _leakcheck import Failures, full_collect, implementation
 
 IMPL, mod = implementation()
 fail = Failures("entries_collectable", IMPL)

@@ -31,9 +31,10 @@ import os
 import queue
 import sys
 import tracemalloc
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _leakcheck import Failures, full_collect, implementation, rss_bytes  # noqa: E402
+from _leakcheck import Failures, full_collect, implementation, rss_bytes
 
 IMPL, mod = implementation()
 # The pure implementation is far slower: 200,000 publishes keep it to seconds.
@@ -88,7 +89,7 @@ WATCHED = {
 published = 0  # publishes into b
 
 
-def entry(n: int) -> object:
+def entry(n: int) -> Any:
     return mod.OpsLogEntry(
         time=0.0 if n % 8 == 0 else 1_700_000_000.0 + n * 1e-3,  # 1 in 8 stamped
         method="GET",
@@ -154,13 +155,15 @@ def one_round(r: int, n0: int) -> int:
     return count
 
 
-def measure(fail: Failures, label: str) -> dict[str, object]:
+def measure(fail: Failures, label: str) -> dict[str, Any]:
     # The same state at every measurement: no subscription left (the cycles
     # collected), the history refilled with entries of one kind.
     global published
     full_collect()
     stats = b.stats()
-    fail.check(stats.subscribers == 0, f"{label}: {stats.subscribers} subscriptions left after all were dropped")
+    fail.check(
+        stats.subscribers == 0, f"{label}: {stats.subscribers} subscriptions left after all were dropped"
+    )
     fail.check(stats.published == published, f"{label}: published={stats.published}, expected {published}")
     for _ in range(HISTORY):
         b.publish(mod.OpsLogEntry(time=1.0, model=FLUSH_MODEL))
@@ -197,18 +200,25 @@ def main() -> None:
     after = measure(fail, "at the end")
     tracemalloc.stop()
 
-    for name, count in before["refs"].items():  # type: ignore[union-attr]
-        now = after["refs"][name]  # type: ignore[index]
+    for name, count in before["refs"].items():
+        now = after["refs"][name]
         fail.check(now == count, f"refcount of {name}: {count} after warm-up, {now} at the end")
-    growth = {key: after[key] - before[key] for key in ("objects", "blocks", "traced", "rss")}  # type: ignore[operator]
+    growth = {key: after[key] - before[key] for key in ("objects", "blocks", "traced", "rss")}
     print(
         f"{published} publishes in {r} rounds; growth after warm-up: "
         f"{growth['objects']} gc objects, {growth['blocks']} blocks, "
         f"{growth['traced']} traced bytes, {growth['rss']} RSS bytes"
     )
-    fail.check(growth["objects"] <= MAX_OBJECTS, f"gc tracks {growth['objects']} more objects (bound {MAX_OBJECTS})")
-    fail.check(growth["blocks"] <= MAX_BLOCKS, f"{growth['blocks']} more allocated blocks (bound {MAX_BLOCKS})")
-    fail.check(growth["traced"] <= MAX_TRACED, f"tracemalloc: {growth['traced']} more bytes (bound {MAX_TRACED})")
+    fail.check(
+        growth["objects"] <= MAX_OBJECTS,
+        f"gc tracks {growth['objects']} more objects (bound {MAX_OBJECTS})",
+    )
+    fail.check(
+        growth["blocks"] <= MAX_BLOCKS, f"{growth['blocks']} more allocated blocks (bound {MAX_BLOCKS})"
+    )
+    fail.check(
+        growth["traced"] <= MAX_TRACED, f"tracemalloc: {growth['traced']} more bytes (bound {MAX_TRACED})"
+    )
     fail.check(growth["rss"] <= MAX_RSS, f"RSS grew by {growth['rss']} bytes (bound {MAX_RSS})")
     fail.finish()
 

@@ -28,7 +28,8 @@ the middleware's ``redact`` for full control.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Pattern
+from collections.abc import Iterable
+from re import Pattern
 
 __all__ = ("DEFAULT_PARAMS", "MARKER", "Redactor", "truncate")
 
