@@ -17,10 +17,11 @@ import json
 import os
 import threading
 from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from queue import Empty
 from time import time_ns
 from types import TracebackType
-from typing import AsyncIterator, Callable, Iterator, Literal
+from typing import Literal
 
 from . import _waiting
 from ._common import (
@@ -76,7 +77,7 @@ def _refuse_second_init(obj: object, attribute: str) -> None:
 
 def _ints(*values: object) -> bool:
     for value in values:
-        if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+        if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:
             return False
     return True
 
@@ -373,7 +374,7 @@ class OpsLogFilter:
         return filter_repr(self)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (construct, (type(self), dict(zip(_FILTER_NAMES, self._key()))))
+        return (construct, (type(self), dict(zip(_FILTER_NAMES, self._key(), strict=True))))
 
     def matches(self, entry: OpsLogEntry) -> bool:
         """Whether ``entry`` passes, exactly as Go's ``matches``."""

@@ -21,10 +21,12 @@ import asyncio
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from queue import Empty
-from typing import Any, Callable, Iterable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 class _Sentinel:
@@ -37,8 +39,8 @@ class _Sentinel:
 EMPTY: Any = _Sentinel()
 
 
-class Parkable(Protocol[T]):
-    def _pop_or_park(self, waker: Callable[[], object] | None) -> T: ...
+class Parkable(Protocol[T_co]):
+    def _pop_or_park(self, waker: Callable[[], object] | None) -> T_co: ...
     def _unpark(self, waker: Callable[[], object]) -> None: ...
 
 
@@ -56,10 +58,10 @@ class _Unraisable:
     """What ``sys.unraisablehook`` reads; Python offers no constructor."""
 
     def __init__(self, exc: BaseException, waker: object) -> None:
-        self.exc_type = type(exc)
-        self.exc_value = exc
+        self.exc_type: type[BaseException] = type(exc)
+        self.exc_value: BaseException | None = exc
         self.exc_traceback = exc.__traceback__
-        self.err_msg = "Exception ignored in a fastopslog waker"
+        self.err_msg: str | None = "Exception ignored in a fastopslog waker"
         self.object = waker
 
 

@@ -259,6 +259,10 @@ _SERVERS = {  # name: (port offset, factory, readers' query or None)
 }
 
 
+def _callgrind_control(command: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", command, str(pid)], check=True, capture_output=True)
+
+
 def _cpu_seconds(pid: int) -> tuple[float, float]:
     """The process's user and system CPU time so far."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -371,9 +375,9 @@ def _instructions(args: argparse.Namespace) -> int:
                     while _subscribers(args.port) < 100:
                         time.sleep(0.5)
                 asyncio.run(_load(args.port, args.warmup, args.connections))
-                subprocess.run(["callgrind_control", "--zero", str(server.pid)], check=True, capture_output=True)
+                _callgrind_control("--zero", server.pid)
                 asyncio.run(_load(args.port, args.requests, args.connections))
-                subprocess.run(["callgrind_control", "--dump", str(server.pid)], check=True, capture_output=True)
+                _callgrind_control("--dump", server.pid)
                 with open(out + ".1") as dump:
                     total = next(
                         int(line.split()[1]) for line in dump if line.startswith(("summary:", "totals:"))
@@ -429,7 +433,7 @@ def _compare(args: argparse.Namespace) -> int:
                 subprocess.run(warm_up, capture_output=True)
                 load = os.getloadavg()[0]
                 user0, system0 = _cpu_seconds(servers[name].pid)
-                out = subprocess.run(wrk + [url], capture_output=True, text=True).stdout
+                out = subprocess.run([*wrk, url], capture_output=True, text=True).stdout
                 user1, system1 = _cpu_seconds(servers[name].pid)
                 user, system = user1 - user0, system1 - system0
                 cpu = user + system

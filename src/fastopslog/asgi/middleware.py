@@ -53,9 +53,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextvars import ContextVar
 from time import perf_counter_ns
-from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Union
+from typing import Any
 
 from .. import OpsLogBroadcaster, OpsLogEntry
 from .redact import Redactor, truncate
@@ -133,7 +134,7 @@ class OpsLogContext:
 # The context's fields are its annotated class attributes: one list.
 _CONTEXT_FIELDS = frozenset(OpsLogContext.__annotations__)
 
-Redact = Union[bool, None, Redactor, Callable[[str], str]]
+Redact = bool | None | Redactor | Callable[[str], str]
 
 
 class _Recorder:
@@ -350,7 +351,7 @@ class OpsLogMiddleware:
         query = scope.get("query_string") if self.include_query else None
         redact = self.redactor
         if query:
-            text = query.decode("latin-1")
+            text: str = query.decode("latin-1")
             if redact is None:
                 return path + "?" + text
             if isinstance(redact, Redactor):

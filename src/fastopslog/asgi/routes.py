@@ -75,8 +75,9 @@ import json
 import logging
 import operator
 import re
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, Awaitable, Callable, Union
+from typing import Any
 
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 from starlette.requests import Request
@@ -84,6 +85,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, Router
 
 from .. import OpsLogBroadcaster, OpsLogFilter, SubscriptionClosed
+from .._common import Overflow
 from .middleware import DEFAULT_PREFIX, Receive, Scope, Send
 
 __all__ = ("COOKIE_NAME", "admin_mount", "admin_routes")
@@ -98,8 +100,8 @@ _SEQ = operator.attrgetter("seq")
 INT64_MAX = 2**63 - 1
 MAX_MODEL_CHARS = 256
 
-AuthResult = Union[bool, Response, None]
-Authorize = Callable[[Request], Union[AuthResult, Awaitable[AuthResult]]]
+AuthResult = bool | Response | None
+Authorize = Callable[[Request], AuthResult | Awaitable[AuthResult]]
 
 _FILTER_INTS = ("min_status", "account_id", "group_id", "min_latency_ms")
 _FILTER_PARAMS = (*_FILTER_INTS, "model")
@@ -350,7 +352,7 @@ class _Admin:
         page_requires_auth: bool,
         replay: int,
         buf_size: int,
-        overflow: str,
+        overflow: Overflow,
         ping: float,
         send_timeout: float | None,
         retry_ms: int,
@@ -439,14 +441,17 @@ class _Admin:
         stream that sends it; a stream's usual cost per entry is a lookup,
         done in C by ``map``."""
         cache = self._frames
-        made = list(map(cache.get, map(_SEQ, batch)))
-        if None in made:
-            if len(cache) >= _FRAME_CACHE_SIZE:
-                cache.clear()
-            for index, entry in enumerate(batch):
-                if made[index] is None:
-                    seq = entry.seq
-                    made[index] = cache[seq] = f"id: {seq}\ndata: {entry.to_json()}\n\n".encode()
+        found = list(map(cache.get, map(_SEQ, batch)))
+        if None not in found:
+            return b"".join(found)  # type: ignore[arg-type]  # no None, checked above
+        if len(cache) >= _FRAME_CACHE_SIZE:
+            cache.clear()
+        made: list[bytes] = []
+        for frame, entry in zip(found, batch, strict=True):
+            if frame is None:
+                seq = entry.seq
+                frame = cache[seq] = f"id: {seq}\ndata: {entry.to_json()}\n\n".encode()
+            made.append(frame)
         return b"".join(made)
 
     async def recent(self, request: Request) -> Response:
@@ -577,7 +582,7 @@ def _load_page() -> tuple[bytes, str]:
     def hashes(tag: str) -> str:
         found = re.findall(rf"<{tag}>(.*?)</{tag}>", text, re.S)
         return " ".join(
-            "'sha256-%s'" % _b64(hashlib.sha256(block.encode()).digest()) for block in found
+            f"'sha256-{_b64(hashlib.sha256(block.encode()).digest())}'" for block in found
         )
 
     csp = (
@@ -605,7 +610,7 @@ def admin_routes(
     page_requires_auth: bool = False,
     replay: int | None = None,
     buf_size: int = 1024,
-    overflow: str = "drop_oldest",
+    overflow: Overflow = "drop_oldest",
     ping: float = 15.0,
     send_timeout: float | None = 10.0,
     retry_ms: int = 2000,
