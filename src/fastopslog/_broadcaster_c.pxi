@@ -18,9 +18,8 @@ cdef class OpsLogBroadcaster:
     cdef Py_ssize_t _history_len
     cdef int64_t _seq                 # also the number of publish calls
     cdef int64_t _dropped
-    cdef _SubSlot* _subs
+    cdef _Routes _routes              # live subscriptions, grouped by filter
     cdef Py_ssize_t _n_subs
-    cdef Py_ssize_t _subs_cap
     cdef _PtrVec _let_go              # references to drop after the critical section
     cdef _PtrVec _to_wake             # waker lists (owned) to wake after it
     cdef bint _ready
@@ -49,7 +48,9 @@ cdef class OpsLogBroadcaster:
                     _decref(self._history[i])
         PyMem_Free(self._history)
         PyMem_Free(self._history_keys)
-        PyMem_RawFree(self._subs)  # grown by PyMem_RawRealloc
+        # Emptied of groups by the subscriptions; grown by PyMem_RawRealloc.
+        PyMem_RawFree(self._routes.buckets)
+        PyMem_RawFree(self._routes.every)
         self._settle()
 
     cdef inline void _wait_gil_free(self) noexcept:
@@ -139,38 +140,62 @@ cdef class OpsLogBroadcaster:
             self._settle()
 
     cdef Py_ssize_t _fan_out(self, PyObject* entry, const _Key* key) noexcept nogil:
-        """Offer ``entry`` to every matching ring; the number of rings that
-        took it. ``nogil`` proves it runs no Python code; references are
-        the caller's to take."""
-        cdef Py_ssize_t i, at, delivered = 0
-        cdef int64_t dropped = 0
-        cdef _SubSlot* s
+        """Offer ``entry`` to the rings of every matching group, looked up
+        through the routes; the number of rings that took it. ``nogil``
+        proves it runs no Python code; references are the caller's to take."""
+        cdef _Routes* routes = &self._routes
+        cdef Py_ssize_t i, delivered = 0
+        cdef size_t h
+        cdef _Group* g
+        for i in range(routes.n_every):
+            g = routes.every[i]
+            if _matches(&g.rest, key):
+                delivered += self._fan_out_group(g, entry)
+        if routes.n_by[_BY_MODEL] and key.model.length:
+            h = _route_hash(_BY_MODEL, key.model.hash)
+            g = _route_chain(routes, h)
+            while g != NULL:
+                if (
+                    g.hash == h and g.kind == _BY_MODEL
+                    and _same_model(&g.spec.model, &key.model) and _matches(&g.rest, key)
+                ):
+                    delivered += self._fan_out_group(g, entry)
+                g = g.next
+        if routes.n_by[_BY_ACCOUNT] and key.account_id > 0:
+            h = _route_hash(_BY_ACCOUNT, key.account_id)
+            g = _route_chain(routes, h)
+            while g != NULL:
+                if (
+                    g.hash == h and g.kind == _BY_ACCOUNT
+                    and g.spec.account_id == key.account_id and _matches(&g.rest, key)
+                ):
+                    delivered += self._fan_out_group(g, entry)
+                g = g.next
+        if routes.n_by[_BY_GROUP] and key.group_id > 0:
+            h = _route_hash(_BY_GROUP, key.group_id)
+            g = _route_chain(routes, h)
+            while g != NULL:
+                if (
+                    g.hash == h and g.kind == _BY_GROUP
+                    and g.spec.group_id == key.group_id and _matches(&g.rest, key)
+                ):
+                    delivered += self._fan_out_group(g, entry)
+                g = g.next
+        return delivered
+
+    cdef inline Py_ssize_t _fan_out_group(self, _Group* g, PyObject* entry) noexcept nogil:
+        """Offer ``entry`` to each ring of a matching group; as _fan_out."""
+        cdef Py_ssize_t i, delivered = 0
         cdef _Ring* r
-        for i in range(self._n_subs):
-            s = &self._subs[i]
-            if not _matches(&s.spec, key):
-                continue
-            r = s.ring
+        for i in range(g.n_rings):
+            r = g.rings[i]
             if r.count == r.cap:
-                dropped += 1
-                r.dropped += 1
-                if not r.drop_oldest or not _vec_push(&self._let_go, r.items[r.head]):
-                    continue
-                # The oldest makes room: its reference is parked in _let_go.
-                r.items[r.head] = entry
-                r.head += 1
-                if r.head == r.cap:
-                    r.head = 0
-            else:
-                at = r.head + r.count
-                if at >= r.cap:
-                    at -= r.cap
-                r.items[at] = entry
-                r.count += 1
+                self._dropped += 1
+            if not _ring_push(r, entry, &self._let_go):
+                continue
             delivered += 1
             if r.parked and _vec_push(&self._to_wake, r.wakers):
                 r.parked = False
-        self._dropped += dropped
         return delivered
 
     cdef void _settle(self) noexcept:
@@ -210,6 +235,9 @@ cdef class OpsLogBroadcaster:
         cdef Py_ssize_t cap
         cdef int64_t want_replay, since = -1
         cdef OpsLogSubscription sub
+        cdef _Spec spec
+        cdef _Group* group
+        cdef _Group* new_group = NULL
         if flt is None:
             raise TypeError(f"filter must be an OpsLogFilter or None, not {type(filter).__name__}")
         cap, want_replay, since_seq, overflow = subscribe_options(buf_size, replay, since_seq, overflow)
@@ -224,27 +252,27 @@ cdef class OpsLogBroadcaster:
         sub._ring.cap = cap
         sub._ring.drop_oldest = overflow == DROP_OLDEST
         sub._ring.wakers = <PyObject*>sub._wakers
+        spec = _normalized(&flt._spec)
         self._wait_gil_free()
-        if self._n_subs == self._subs_cap and not self._grow_subs():
-            raise MemoryError()  # before anything changed
+        group = _routes_find(&self._routes, &spec)
+        if group == NULL:
+            group = new_group = _group_new(&spec, flt.model)
+            if group == NULL or not _routes_reserve(&self._routes, group.kind):
+                if new_group != NULL:
+                    _group_free(new_group)
+                raise MemoryError()  # before any route changed
+        if not _group_reserve(group):
+            if new_group != NULL:
+                _group_free(new_group)
+            raise MemoryError()  # before any route changed
         if want_replay or since >= 0:
             sub.history_gap = self._prime(sub, want_replay, since)
         sub._ring.closed = False
-        sub._index = self._n_subs
-        self._subs[self._n_subs].spec = flt._spec
-        self._subs[self._n_subs].ring = &sub._ring
-        self._subs[self._n_subs].owner = <PyObject*>sub
+        if new_group != NULL:
+            _routes_add(&self._routes, new_group)
+        _group_add(group, &sub._ring)
         self._n_subs += 1
         return sub
-
-    cdef bint _grow_subs(self) noexcept:
-        cdef Py_ssize_t cap = self._subs_cap * 2 + 8
-        cdef _SubSlot* grown = <_SubSlot*>PyMem_RawRealloc(self._subs, cap * sizeof(_SubSlot))
-        if grown == NULL:
-            return False
-        self._subs = grown
-        self._subs_cap = cap
-        return True
 
     cdef bint _prime(self, OpsLogSubscription sub, int64_t replay, int64_t since):
         """Fill ``sub`` from history (newest ``buf_size`` at most); whether
@@ -282,23 +310,20 @@ cdef class OpsLogBroadcaster:
         return gap or since < self._seq - self._history_len or since > self._seq
 
     cdef void _remove(self, OpsLogSubscription sub) noexcept:
-        """Take ``sub`` out of fan-out (once) and mark it closed."""
-        cdef Py_ssize_t i, last
+        """Take ``sub`` out of its routing group (once), free the group if
+        it was the last in it, and mark ``sub`` closed."""
+        cdef _Group* g
         self._wait_gil_free()
         if sub._ring.closed:
             return
         sub._ring.closed = True
         sub._ring.parked = False
-        i = sub._index
-        last = self._n_subs - 1
-        if i != last:
-            # Fill the hole with the last slot and tell its owner; the cast
-            # of a borrowed pointer takes and drops a reference to a live
-            # object, which frees nothing.
-            self._subs[i] = self._subs[last]
-            (<OpsLogSubscription>self._subs[i].owner)._index = i
-        self._n_subs = last
-        sub._index = -1
+        g = sub._ring.group
+        _group_remove(g, &sub._ring)
+        if g.n_rings == 0:
+            _routes_drop(&self._routes, g)
+            _group_free(g)
+        self._n_subs -= 1
 
     def snapshot(self, filter=None, max_entries=0):
         """History oldest to newest, filtered, then the last ``max_entries``

@@ -7,7 +7,7 @@ Files
     no call across modules; each mirrors a module of the pure implementation
     and is included in this order: ``_gojson_c.pxi`` (the Go JSON encoder),
     ``_filter_c.pxi`` (``_Model``, ``_Key``, ``_Spec``, ``_matches``,
-    ``OpsLogFilter``), ``_entry_c.pxi`` (``OpsLogEntry``), ``_ring_c.pxi``
+    ``OpsLogFilter``, ``_Routes``), ``_entry_c.pxi`` (``OpsLogEntry``), ``_ring_c.pxi``
     (``_Ring``), ``_subscription_c.pxi`` (``OpsLogSubscription``) and
     ``_broadcaster_c.pxi`` (``OpsLogBroadcaster``, fork handling).
 
@@ -15,10 +15,15 @@ Data layout
     History is a ring kept as two parallel arrays: the fields filters read
     (``_Key`` structs) and strong references to the immutable entries, so a
     filtered scan reads only keys and an unfiltered one only pointers. Live
-    subscriptions are a growable array of ``_SubSlot`` structs: the filter as
-    a ``_Spec`` beside a pointer to the subscription's bounded ring of entry
-    references, allocated once at subscribe time. A publish copies no entry:
-    it writes a pointer and takes a reference per delivery.
+    subscriptions are routed as ARCHITECTURE.md says: those with equal
+    filters form one ``_Group`` (the filter as a ``_Spec`` and the array of
+    its subscriptions' rings), filed in ``_Routes`` under the first equality
+    field it sets, in a C hash table of chains, or in the "every" list. A
+    publish tests each group it looks up once and then writes to its rings:
+    bounded arrays of entry references inside the subscriptions, allocated
+    once at subscribe time. A publish copies no entry and touches no Python
+    object but the entry: it writes a pointer and takes a reference per
+    delivery. Subscribe and unsubscribe change the routes in place.
 
 Locking
     The GIL serializes every critical section that keeps it from start to
@@ -54,7 +59,14 @@ Locking
 cimport cython
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
-from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from cpython.mem cimport (
+    PyMem_Calloc,
+    PyMem_Free,
+    PyMem_RawCalloc,
+    PyMem_RawFree,
+    PyMem_RawMalloc,
+    PyMem_RawRealloc,
+)
 from cpython.object cimport PyObject, PyObject_Hash
 from cpython.unicode cimport (
     PyUnicode_CheckExact,
@@ -67,7 +79,7 @@ from cpython.unicode cimport (
 from cpython.list cimport PyList_New
 from libc.math cimport floor
 from libc.stdio cimport snprintf
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp, memcpy
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 

@@ -14,11 +14,8 @@ cdef struct _Ring:
     bint closed
     bint parked            # a reader registered a waker since the last wake
     PyObject* wakers       # the subscription's list of wakers (borrowed)
-
-cdef struct _SubSlot:
-    _Spec spec
-    _Ring* ring
-    PyObject* owner        # the OpsLogSubscription (borrowed): its dealloc removes this slot
+    _Group* group          # the routing group it is in while live, else NULL
+    Py_ssize_t slot        # its index in group.rings
 
 cdef struct _PtrVec:
     PyObject** items
@@ -39,6 +36,28 @@ cdef bint _vec_push(_PtrVec* v, PyObject* p) noexcept nogil:
         v.cap = cap
     v.items[v.length] = p
     v.length += 1
+    return True
+
+
+cdef inline bint _ring_push(_Ring* r, PyObject* entry, _PtrVec* let_go) noexcept nogil:
+    """Offer ``entry`` to ``r``; whether it took it (the reference it now
+    holds is the caller's to take). A full ring counts a drop, and under
+    drop_oldest makes room by parking its oldest reference in ``let_go``."""
+    cdef Py_ssize_t at
+    if r.count == r.cap:
+        r.dropped += 1
+        if not r.drop_oldest or not _vec_push(let_go, r.items[r.head]):
+            return False
+        r.items[r.head] = entry
+        r.head += 1
+        if r.head == r.cap:
+            r.head = 0
+        return True
+    at = r.head + r.count
+    if at >= r.cap:
+        at -= r.cap
+    r.items[at] = entry
+    r.count += 1
     return True
 
 

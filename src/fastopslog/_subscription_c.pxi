@@ -17,7 +17,6 @@ cdef class OpsLogSubscription:
     cdef readonly bint history_gap
     cdef list _wakers
     cdef _Ring _ring
-    cdef Py_ssize_t _index     # in the broadcaster's array; -1 when not live
     cdef object __weakref__
 
     def __cinit__(self, OpsLogBroadcaster broadcaster not None):
@@ -25,7 +24,6 @@ cdef class OpsLogSubscription:
         # one; until subscribe() registers it, it is closed.
         self._broadcaster = broadcaster
         self._wakers = []
-        self._index = -1
         self._ring.closed = True
 
     def __init__(self, *args):
