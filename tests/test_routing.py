@@ -247,3 +247,49 @@ def test_grouped_subscriptions_keep_their_own_buffers(impl: ModuleType) -> None:
     assert newest.dropped == oldest.dropped == 3
     assert roomy.dropped == 0
     assert b.stats().dropped == 6
+
+
+def _subscribe_without_memory(b: Any, flt: Any, allocations: int) -> Any:
+    """``b.subscribe(flt)`` with every allocation after the first
+    ``allocations`` failing; None if it raised MemoryError."""
+    import _testcapi  # type: ignore[import-not-found]  # CPython's test helpers, no stub
+
+    _testcapi.set_nomemory(allocations)
+    try:
+        return b.subscribe(flt, buf_size=1000)
+    except MemoryError:
+        return None
+    finally:
+        _testcapi.remove_mem_hooks()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"min_status": 500},  # a new group, and the every list grows
+        {"model": "gpt"},  # a new group, and the full table (8 groups in 8 buckets) grows
+        {"account_id": 3},  # a fifth ring for a group that has room for four
+    ],
+)
+def test_subscribe_out_of_memory_changes_nothing(c_impl: ModuleType, kw: dict[str, Any]) -> None:
+    # Each allocation subscribe makes fails in turn: it raises MemoryError
+    # and leaves the routes as they were, until it has all it needs.
+    b = c_impl.OpsLogBroadcaster(history_cap=0)
+    flt = c_impl.OpsLogFilter(**kw)
+    existing = [b.subscribe(c_impl.OpsLogFilter(account_id=3), buf_size=1000) for _ in range(4)]
+    existing += [b.subscribe(c_impl.OpsLogFilter(account_id=a), buf_size=1000) for a in range(4, 11)]
+    failures = 0
+    for allocations in range(200):
+        sub = _subscribe_without_memory(b, flt, allocations)
+        if sub is not None:
+            break
+        failures += 1
+        assert b.stats().subscribers == len(existing)
+    else:
+        raise AssertionError("subscribe never succeeded")
+    # The subscription object, its wakers, its ring, then the routes: a
+    # group, room in the list or table, room in the group.
+    assert failures >= (4 if kw == {"account_id": 3} else 6)
+    published = [*entries(c_impl, 300, seed=5), *(c_impl.OpsLogEntry(account_id=a) for a in range(7, 11))]
+    publish_all(b, published)
+    check([*existing, sub], published)
