@@ -1,0 +1,172 @@
+"""Pure implementation: OpsLogSubscription, the readers' handle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from queue import Empty
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from . import _waiting
+from ._common import SubscriptionClosed, check_int, refuse_copy
+from ._entry_py import OpsLogEntry
+from ._filter_py import OpsLogFilter
+from ._lock_py import _LOCK
+from ._ring_py import _Sub
+
+if TYPE_CHECKING:
+    from ._broadcaster_py import OpsLogBroadcaster
+
+
+class OpsLogSubscription:
+    """A live, bounded, filtered feed of entries. Read it with ``get``,
+    ``get_nowait``, ``drain``, iteration or ``await aget()``; close it with
+    ``unsubscribe()`` or a ``with`` block. Garbage collection unsubscribes a
+    subscription that was dropped without it."""
+
+    __slots__ = ("_broadcaster", "_sub", "_filter", "_overflow", "_history_gap", "__weakref__")
+
+    def __init__(
+        self, broadcaster: OpsLogBroadcaster, sub: _Sub, flt: OpsLogFilter, overflow: str
+    ) -> None:
+        self._broadcaster = broadcaster
+        self._sub = sub
+        self._filter = flt
+        self._overflow = overflow
+        self._history_gap = False
+
+    @property
+    def filter(self) -> OpsLogFilter:
+        return self._filter
+
+    @property
+    def buf_size(self) -> int:
+        return self._sub.cap
+
+    @property
+    def overflow(self) -> str:
+        return self._overflow
+
+    @property
+    def closed(self) -> bool:
+        return self._sub.closed
+
+    @property
+    def dropped(self) -> int:
+        """Entries this subscription matched but missed for a full buffer."""
+        return self._sub.dropped
+
+    @property
+    def history_gap(self) -> bool:
+        """True when ``since_seq`` asked for history that was already gone."""
+        return self._history_gap
+
+    def __len__(self) -> int:
+        return len(self._sub.buf)
+
+    def __repr__(self) -> str:
+        return (
+            f"<OpsLogSubscription {self._filter!r} buf_size={self._sub.cap}"
+            f" buffered={len(self._sub.buf)} dropped={self._sub.dropped}"
+            f" closed={self._sub.closed}>"
+        )
+
+    def unsubscribe(self) -> None:
+        """Stop delivery; idempotent, safe from any thread. Buffered entries
+        stay readable; readers waiting on an empty buffer are released."""
+        self._broadcaster._unsubscribe(self._sub)
+
+    __reduce__ = refuse_copy
+
+    def __del__(self) -> None:
+        broadcaster = getattr(self, "_broadcaster", None)  # None: __init__ never ran
+        if broadcaster is not None:
+            broadcaster._unsubscribe(self._sub)
+
+    def _pop_or_park(self, waker: Callable[[], object] | None) -> OpsLogEntry:
+        sub = self._sub
+        with _LOCK:
+            if sub.buf:
+                return sub.buf.popleft()
+            if sub.closed:
+                raise SubscriptionClosed("the subscription is closed and empty")
+            if waker is not None:
+                sub.waiters.append(waker)
+            return _waiting.EMPTY  # type: ignore[no-any-return]
+
+    def _unpark(self, waker: Callable[[], object]) -> None:
+        with _LOCK:
+            try:
+                self._sub.waiters.remove(waker)
+            except ValueError:
+                pass
+
+    def get(self, timeout: float | None = None) -> OpsLogEntry:
+        """The next entry, waiting for one (``queue.Empty`` after
+        ``timeout`` seconds; ``SubscriptionClosed`` once closed and empty)."""
+        return _waiting.get(self, timeout)
+
+    def get_nowait(self) -> OpsLogEntry:
+        entry = self._pop_or_park(None)
+        if entry is _waiting.EMPTY:
+            raise Empty
+        return entry
+
+    def drain(self, max_items: int | None = None) -> list[OpsLogEntry]:
+        """Everything buffered (at most ``max_items``), without waiting."""
+        if max_items is not None:
+            max_items = check_int("max_items", max_items)
+            if max_items < 0:
+                raise ValueError("max_items must not be negative")
+        buf = self._sub.buf
+        with _LOCK:
+            if max_items is None or max_items >= len(buf):
+                items = list(buf)
+                buf.clear()
+            else:
+                items = [buf.popleft() for _ in range(max_items)]
+        return items
+
+    async def aget(self) -> OpsLogEntry:
+        """Await the next entry (``SubscriptionClosed`` once closed and empty)."""
+        return await _waiting.aget(self)
+
+    def __iter__(self) -> Iterator[OpsLogEntry]:
+        return self
+
+    def __next__(self) -> OpsLogEntry:
+        try:
+            return _waiting.get(self, None)
+        except SubscriptionClosed:
+            raise StopIteration from None
+
+    def __aiter__(self) -> AsyncIterator[OpsLogEntry]:
+        return self
+
+    async def __anext__(self) -> OpsLogEntry:
+        try:
+            return await _waiting.aget(self)
+        except SubscriptionClosed:
+            raise StopAsyncIteration from None
+
+    def __enter__(self) -> OpsLogSubscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.unsubscribe()
+
+    async def __aenter__(self) -> OpsLogSubscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.unsubscribe()
