@@ -21,9 +21,9 @@ from ._common import (
     subscribe_options,
 )
 from ._entry_py import OpsLogEntry, _refuse_second_init, _set
-from ._filter_py import _MATCH_ALL, OpsLogFilter, _Routes
+from ._filter_py import _MATCH_ALL, OpsLogFilter, _Group, _Routes
 from ._lock_py import _LOCK
-from ._ring_py import _Sub
+from ._ring_py import _Ring
 from ._subscription_py import OpsLogSubscription
 
 
@@ -51,7 +51,7 @@ class OpsLogBroadcaster:
         self._history_cap = history_cap
         self._seq = 0
         self._dropped = 0
-        self._subs: dict[int, _Sub] = {}
+        self._subs: dict[int, _Ring] = {}
         self._subs_version = 0
         self._routes: _Routes | None = None
 
@@ -80,57 +80,51 @@ class OpsLogBroadcaster:
             seq = self._seq + 1
             self._seq = seq
             if sealed:
-                entry = entry._sealed_copy(seq)
-            else:
-                if entry._us == 0:
-                    _set(entry, "_us", time_ns() // 1000)
-                    _set(entry, "_json", None)
-                _set(entry, "_seq", seq)
+                entry = entry._copy()
+            if entry._us == 0:
+                _set(entry, "_us", time_ns() // 1000)
+                _set(entry, "_json", None)
+            _set(entry, "_seq", seq)
             if self._history is not None:
                 self._history.append(entry)
             routes = self._routes
             if routes is not None:
                 if routes.every:
-                    wakers = self._deliver(entry, routes.every, wakers)
+                    wakers = self._fan_out(entry, routes.every, wakers)
                 if routes.by_model:
-                    subs = routes.by_model.get(entry.model)
-                    if subs:
-                        wakers = self._deliver(entry, subs, wakers)
+                    groups = routes.by_model.get(entry.model)
+                    if groups:
+                        wakers = self._fan_out(entry, groups, wakers)
                 if routes.by_account:
-                    subs = routes.by_account.get(entry.account_id)
-                    if subs:
-                        wakers = self._deliver(entry, subs, wakers)
+                    groups = routes.by_account.get(entry.account_id)
+                    if groups:
+                        wakers = self._fan_out(entry, groups, wakers)
                 if routes.by_group:
-                    subs = routes.by_group.get(entry.group_id)
-                    if subs:
-                        wakers = self._deliver(entry, subs, wakers)
+                    groups = routes.by_group.get(entry.group_id)
+                    if groups:
+                        wakers = self._fan_out(entry, groups, wakers)
         if wakers:
             _waiting.wake(wakers)
 
-    def _deliver(
+    def _fan_out(
         self,
         entry: OpsLogEntry,
-        subs: tuple[_Sub, ...],
+        groups: tuple[_Group, ...],
         wakers: list[Callable[[], object]] | None,
     ) -> list[Callable[[], object]] | None:
+        """Push ``entry`` to the rings of each group it matches; the wakers
+        of parked readers, to call after the lock is released."""
         dropped = 0
-        for sub in subs:
-            match = sub.match
+        for match, rings in groups:
             if match is not None and not match(entry):
                 continue
-            buf = sub.buf
-            if len(buf) >= sub.cap:
-                dropped += 1
-                sub.dropped += 1
-                if not sub.drop_oldest:
-                    continue
-                buf.popleft()
-            buf.append(entry)
-            if sub.waiters:
-                if wakers is None:
-                    wakers = []
-                wakers += sub.waiters
-                sub.waiters.clear()
+            for ring in rings:
+                dropped += ring.push(entry)
+                if ring.waiters:
+                    if wakers is None:
+                        wakers = []
+                    wakers += ring.waiters
+                    ring.waiters.clear()
         if dropped:
             self._dropped += dropped
         return wakers
@@ -153,35 +147,33 @@ class OpsLogBroadcaster:
         buf_size, replay, since_seq, overflow = subscribe_options(
             buf_size, replay, since_seq, overflow
         )
-        sub = _Sub(flt, buf_size, overflow == DROP_OLDEST)
-        handle = OpsLogSubscription(self, sub, flt, overflow)
+        ring = _Ring(flt, buf_size, overflow == DROP_OLDEST)
+        handle = OpsLogSubscription(self, ring, overflow)
         with _LOCK:
             if replay or since_seq is not None:
-                handle._history_gap = self._prime(sub, flt, replay, since_seq)
-            self._subs[id(sub)] = sub
-            sub.closed = False
+                handle._history_gap = self._prime(ring, replay, since_seq)
+            self._subs[id(ring)] = ring
+            ring.closed = False
             self._reroute()
         return handle
 
-    def _prime(
-        self, sub: _Sub, flt: OpsLogFilter, replay: int, since_seq: int | None
-    ) -> bool:
-        """Fill ``sub`` from history (newest ``buf_size`` at most); whether
+    def _prime(self, ring: _Ring, replay: int, since_seq: int | None) -> bool:
+        """Fill ``ring`` from history (newest ``buf_size`` at most); whether
         entries after ``since_seq`` may be missing. Called under the lock."""
         history = self._history or ()
         picked: list[OpsLogEntry] = []
-        want = sub.cap if since_seq is not None else min(replay, sub.cap)
+        want = ring.cap if since_seq is not None else min(replay, ring.cap)
         gap = False
         for entry in reversed(history):
             if since_seq is not None and entry._seq <= since_seq:
                 break
-            if flt.matches(entry):
+            if ring.filter.matches(entry):
                 if len(picked) == want:
                     gap = since_seq is not None
                     break
                 picked.append(entry)
         picked.reverse()
-        sub.buf.extend(picked)
+        ring.buf.extend(picked)
         if since_seq is None:
             return False
         first_kept = self._seq - len(history) + 1
@@ -205,14 +197,14 @@ class OpsLogBroadcaster:
                 self._routes = routes
                 return
 
-    def _unsubscribe(self, sub: _Sub) -> None:
+    def _remove(self, ring: _Ring) -> None:
         with _LOCK:
-            if sub.closed:
+            if ring.closed:
                 return
-            sub.closed = True
-            self._subs.pop(id(sub), None)
+            ring.closed = True
+            self._subs.pop(id(ring), None)
             self._reroute()
-            wakers, sub.waiters = sub.waiters, []
+            wakers, ring.waiters = ring.waiters, []
         _waiting.wake(wakers)
 
     def snapshot(self, filter: OpsLogFilter | None = None, max_entries: int = 0) -> list[OpsLogEntry]:

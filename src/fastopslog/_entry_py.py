@@ -166,7 +166,7 @@ class OpsLogEntry:
     def __delattr__(self, name: str) -> None:
         raise AttributeError("OpsLogEntry is immutable")
 
-    def _key(self) -> tuple[object, ...]:
+    def _value(self) -> tuple[object, ...]:
         return (
             self._us, self.method, self.path, self.status, self.latency_ms,
             self.model, self.stream, self.account_id, self.group_id,
@@ -178,10 +178,10 @@ class OpsLogEntry:
         # ``seq`` is where an entry was published, not what it says.
         if type(other) is not OpsLogEntry:
             return NotImplemented
-        return self._key() == other._key()
+        return self._value() == other._value()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self._value())
 
     def __repr__(self) -> str:
         return entry_repr(self)
@@ -272,8 +272,9 @@ class OpsLogEntry:
         us, fields = entry_kwargs_from_dict(data)
         return cls._build(us, fields)
 
-    def _sealed_copy(self, seq: int) -> OpsLogEntry:
+    def _copy(self) -> OpsLogEntry:
+        """An unsealed copy with the same value and rendering, for
+        publishing an entry that an earlier publish sealed."""
         copy = self._build(self._us, self._fields())
-        _set(copy, "_seq", seq)
         _set(copy, "_json", self._json)
         return copy

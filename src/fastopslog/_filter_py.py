@@ -1,7 +1,9 @@
 """Pure implementation: OpsLogFilter, matching, and the routing index.
 
-``_Routes`` files live subscriptions where a publish finds them: by the first
-equality field a filter sets, or among those checked for every entry.
+``_Routes`` groups live subscriptions with equal filters, so that a publish
+evaluates each filter once, and files each group where a publish finds it:
+under the first equality field its filter sets (model, then account, then
+group), or in the "every" list when it sets none.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from ._common import FILTER_FIELDS, check_int, check_str, construct, filter_repr
 from ._entry_py import OpsLogEntry, _refuse_second_init, _set
 
 if TYPE_CHECKING:
-    from ._ring_py import _Sub
+    from ._ring_py import _Ring
 
 _FILTER_NAMES = tuple(name for name, _, _ in FILTER_FIELDS)
 
@@ -52,22 +54,22 @@ class OpsLogFilter:
     def __delattr__(self, name: str) -> None:
         raise AttributeError("OpsLogFilter is immutable")
 
-    def _key(self) -> tuple[object, ...]:
+    def _value(self) -> tuple[object, ...]:
         return (self.min_status, self.model, self.account_id, self.group_id, self.min_latency_ms)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not OpsLogFilter:
             return NotImplemented
-        return self._key() == other._key()
+        return self._value() == other._value()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self._value())
 
     def __repr__(self) -> str:
         return filter_repr(self)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (construct, (type(self), dict(zip(_FILTER_NAMES, self._key(), strict=True))))
+        return (construct, (type(self), dict(zip(_FILTER_NAMES, self._value(), strict=True))))
 
     def matches(self, entry: OpsLogEntry) -> bool:
         """Whether ``entry`` passes, exactly as Go's ``matches``."""
@@ -105,21 +107,30 @@ class OpsLogFilter:
 _MATCH_ALL = OpsLogFilter()
 
 
+# A group: what is left to check once a publish found it (None: nothing),
+# and the rings of the subscriptions whose filters are equal.
+_Group = tuple[Callable[[OpsLogEntry], bool] | None, tuple["_Ring", ...]]
+
+
 class _Routes:
     """Live subscriptions grouped for fan-out; rebuilt when they change, so
     a publish only reads it."""
 
     __slots__ = ("every", "by_model", "by_account", "by_group")
 
-    def __init__(self, subs: list[_Sub]) -> None:
-        every: list[_Sub] = []
-        indexed: dict[str, dict[object, list[_Sub]]] = {"model": {}, "account": {}, "group": {}}
-        for sub in subs:
-            kind, key = sub.route
+    def __init__(self, rings: list[_Ring]) -> None:
+        groups: dict[OpsLogFilter, list[_Ring]] = {}
+        for ring in rings:
+            groups.setdefault(ring.filter, []).append(ring)
+        every: list[_Group] = []
+        indexed: dict[str, dict[object, list[_Group]]] = {"model": {}, "account": {}, "group": {}}
+        for members in groups.values():
+            kind, key, match = members[0].route
+            group = (match, tuple(members))
             if kind == "every":
-                every.append(sub)
+                every.append(group)
             else:
-                indexed[kind].setdefault(key, []).append(sub)
+                indexed[kind].setdefault(key, []).append(group)
         self.every = tuple(every)
         self.by_model = {k: tuple(v) for k, v in indexed["model"].items()}
         self.by_account = {k: tuple(v) for k, v in indexed["account"].items()}

@@ -12,7 +12,7 @@ from ._common import SubscriptionClosed, check_int, refuse_copy
 from ._entry_py import OpsLogEntry
 from ._filter_py import OpsLogFilter
 from ._lock_py import _LOCK
-from ._ring_py import _Sub
+from ._ring_py import _Ring
 
 if TYPE_CHECKING:
     from ._broadcaster_py import OpsLogBroadcaster
@@ -24,24 +24,21 @@ class OpsLogSubscription:
     ``unsubscribe()`` or a ``with`` block. Garbage collection unsubscribes a
     subscription that was dropped without it."""
 
-    __slots__ = ("_broadcaster", "_sub", "_filter", "_overflow", "_history_gap", "__weakref__")
+    __slots__ = ("_broadcaster", "_ring", "_overflow", "_history_gap", "__weakref__")
 
-    def __init__(
-        self, broadcaster: OpsLogBroadcaster, sub: _Sub, flt: OpsLogFilter, overflow: str
-    ) -> None:
+    def __init__(self, broadcaster: OpsLogBroadcaster, ring: _Ring, overflow: str) -> None:
         self._broadcaster = broadcaster
-        self._sub = sub
-        self._filter = flt
+        self._ring = ring
         self._overflow = overflow
         self._history_gap = False
 
     @property
     def filter(self) -> OpsLogFilter:
-        return self._filter
+        return self._ring.filter
 
     @property
     def buf_size(self) -> int:
-        return self._sub.cap
+        return self._ring.cap
 
     @property
     def overflow(self) -> str:
@@ -49,12 +46,12 @@ class OpsLogSubscription:
 
     @property
     def closed(self) -> bool:
-        return self._sub.closed
+        return self._ring.closed
 
     @property
     def dropped(self) -> int:
         """Entries this subscription matched but missed for a full buffer."""
-        return self._sub.dropped
+        return self._ring.dropped
 
     @property
     def history_gap(self) -> bool:
@@ -62,42 +59,42 @@ class OpsLogSubscription:
         return self._history_gap
 
     def __len__(self) -> int:
-        return len(self._sub.buf)
+        return len(self._ring.buf)
 
     def __repr__(self) -> str:
         return (
-            f"<OpsLogSubscription {self._filter!r} buf_size={self._sub.cap}"
-            f" buffered={len(self._sub.buf)} dropped={self._sub.dropped}"
-            f" closed={self._sub.closed}>"
+            f"<OpsLogSubscription {self._ring.filter!r} buf_size={self._ring.cap}"
+            f" buffered={len(self._ring.buf)} dropped={self._ring.dropped}"
+            f" closed={self._ring.closed}>"
         )
 
     def unsubscribe(self) -> None:
         """Stop delivery; idempotent, safe from any thread. Buffered entries
         stay readable; readers waiting on an empty buffer are released."""
-        self._broadcaster._unsubscribe(self._sub)
+        self._broadcaster._remove(self._ring)
 
     __reduce__ = refuse_copy
 
     def __del__(self) -> None:
         broadcaster = getattr(self, "_broadcaster", None)  # None: __init__ never ran
         if broadcaster is not None:
-            broadcaster._unsubscribe(self._sub)
+            broadcaster._remove(self._ring)
 
     def _pop_or_park(self, waker: Callable[[], object] | None) -> OpsLogEntry:
-        sub = self._sub
+        ring = self._ring
         with _LOCK:
-            if sub.buf:
-                return sub.buf.popleft()
-            if sub.closed:
+            if ring.buf:
+                return ring.pop()
+            if ring.closed:
                 raise SubscriptionClosed("the subscription is closed and empty")
             if waker is not None:
-                sub.waiters.append(waker)
+                ring.waiters.append(waker)
             return _waiting.EMPTY  # type: ignore[no-any-return]
 
     def _unpark(self, waker: Callable[[], object]) -> None:
         with _LOCK:
             try:
-                self._sub.waiters.remove(waker)
+                self._ring.waiters.remove(waker)
             except ValueError:
                 pass
 
@@ -118,7 +115,7 @@ class OpsLogSubscription:
             max_items = check_int("max_items", max_items)
             if max_items < 0:
                 raise ValueError("max_items must not be negative")
-        buf = self._sub.buf
+        buf = self._ring.buf
         with _LOCK:
             if max_items is None or max_items >= len(buf):
                 items = list(buf)
