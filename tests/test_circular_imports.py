@@ -40,7 +40,6 @@ KNOWN = {
     "fastopslog._broadcaster_py",
     "fastopslog._entry_py",
     "fastopslog._filter_py",
-    "fastopslog._lock_py",
     "fastopslog._opslog_py",
     "fastopslog._ring_py",
     "fastopslog._subscription_py",

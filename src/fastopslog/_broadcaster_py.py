@@ -3,6 +3,8 @@ and priming, snapshot, stats, fork handling."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from time import time_ns
@@ -22,9 +24,17 @@ from ._common import (
 )
 from ._entry_py import OpsLogEntry, _refuse_second_init, _set
 from ._filter_py import _MATCH_ALL, OpsLogFilter, _Group, _Routes
-from ._lock_py import _LOCK
 from ._ring_py import _Ring
 from ._subscription_py import OpsLogSubscription
+
+_LOCK = threading.RLock()
+# Fork (gunicorn --preload) only at a quiet moment: a child that inherited
+# the lock held by a thread that does not exist there would deadlock, and
+# one forked mid-publish would inherit half-updated state.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_LOCK.acquire, after_in_parent=_LOCK.release, after_in_child=_LOCK.release
+    )
 
 
 class OpsLogBroadcaster:
@@ -121,10 +131,7 @@ class OpsLogBroadcaster:
             for ring in rings:
                 dropped += ring.push(entry)
                 if ring.waiters:
-                    if wakers is None:
-                        wakers = []
-                    wakers += ring.waiters
-                    ring.waiters.clear()
+                    wakers = ring.take_waiters(wakers)
         if dropped:
             self._dropped += dropped
         return wakers
@@ -204,7 +211,7 @@ class OpsLogBroadcaster:
             ring.closed = True
             self._subs.pop(id(ring), None)
             self._reroute()
-            wakers, ring.waiters = ring.waiters, []
+            wakers = ring.take_waiters(None)
         _waiting.wake(wakers)
 
     def snapshot(self, filter: OpsLogFilter | None = None, max_entries: int = 0) -> list[OpsLogEntry]:

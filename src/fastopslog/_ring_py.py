@@ -1,5 +1,10 @@
 """Pure implementation: _Ring, a subscription's bounded buffer, with the
-drop policy and its parked readers."""
+drop policy and its parked readers.
+
+Publishes push under the broadcaster's lock; readers pop and park without
+it (see ``_opslog_py``), so every step either side takes on ``buf`` and
+``waiters`` is one deque operation, atomic under the GIL.
+"""
 
 from __future__ import annotations
 
@@ -26,21 +31,44 @@ class _Ring:
         self.drop_oldest = drop_oldest
         self.dropped = 0
         self.closed = True  # until subscribe() registers it
-        self.waiters: list[Callable[[], object]] = []
+        self.waiters: deque[Callable[[], object]] = deque()
 
     def push(self, entry: OpsLogEntry) -> int:
         """Offer ``entry``: 1 when a full buffer cost an entry (``entry``
-        itself, or with drop_oldest the oldest buffered), else 0."""
+        itself, or with drop_oldest the oldest buffered), else 0. Under the
+        lock; a reader may pop meanwhile."""
         buf = self.buf
         if len(buf) < self.cap:
             buf.append(entry)
             return 0
-        self.dropped += 1
         if self.drop_oldest:
-            buf.popleft()
+            try:
+                buf.popleft()  # the oldest makes room, unread: a drop
+            except IndexError:
+                # Readers emptied the buffer since the length check: room
+                # without a drop.
+                buf.append(entry)
+                return 0
             buf.append(entry)
+        self.dropped += 1
         return 1
 
     def pop(self) -> OpsLogEntry:
         """The oldest buffered entry; ``IndexError`` when there is none."""
         return self.buf.popleft()
+
+    def take_waiters(
+        self, wakers: list[Callable[[], object]] | None
+    ) -> list[Callable[[], object]]:
+        """Move every parked reader's waker to ``wakers``, to be called once
+        the lock is released. One popleft at a time: a reader may park
+        meanwhile, and is then either taken here or sees what woke it."""
+        if wakers is None:
+            wakers = []
+        waiters = self.waiters
+        while waiters:
+            try:
+                wakers.append(waiters.popleft())
+            except IndexError:  # an _unpark took the last one
+                break
+        return wakers

@@ -11,7 +11,6 @@ from . import _waiting
 from ._common import SubscriptionClosed, check_int, refuse_copy
 from ._entry_py import OpsLogEntry
 from ._filter_py import OpsLogFilter
-from ._lock_py import _LOCK
 from ._ring_py import _Ring
 
 if TYPE_CHECKING:
@@ -81,22 +80,40 @@ class OpsLogSubscription:
             broadcaster._remove(self._ring)
 
     def _pop_or_park(self, waker: Callable[[], object] | None) -> OpsLogEntry:
+        # Without the lock, so that a reader never waits behind publishers:
+        # each step is one atomic deque operation, and each side writes
+        # before it reads. A publish pushes, then takes the waiters; this
+        # parks, then looks at the buffer again: one of the two sees the
+        # other. unsubscribe() sets ``closed`` after its last push, then
+        # takes the waiters; this reads ``closed`` after parking and before
+        # its last look, so closed and empty is really both.
         ring = self._ring
-        with _LOCK:
-            if ring.buf:
-                return ring.pop()
-            if ring.closed:
-                raise SubscriptionClosed("the subscription is closed and empty")
+        try:
+            return ring.pop()
+        except IndexError:
+            pass
+        if waker is not None:
+            ring.waiters.append(waker)
+        closed = ring.closed
+        try:
+            entry = ring.pop()
+        except IndexError:
+            if not closed:
+                return _waiting.EMPTY  # type: ignore[no-any-return]
             if waker is not None:
-                ring.waiters.append(waker)
-            return _waiting.EMPTY  # type: ignore[no-any-return]
+                self._unpark(waker)
+            raise SubscriptionClosed("the subscription is closed and empty") from None
+        if waker is not None:
+            self._unpark(waker)
+        return entry
 
     def _unpark(self, waker: Callable[[], object]) -> None:
-        with _LOCK:
-            try:
-                self._ring.waiters.remove(waker)
-            except ValueError:
-                pass
+        # One deque operation. Comparing wakers runs no Python code (bound
+        # methods and _AsyncWaker compare by identity), so it is atomic.
+        try:
+            self._ring.waiters.remove(waker)
+        except ValueError:
+            pass  # already taken by a publish or unsubscribe() to be called
 
     def get(self, timeout: float | None = None) -> OpsLogEntry:
         """The next entry, waiting for one (``queue.Empty`` after
@@ -115,13 +132,18 @@ class OpsLogSubscription:
             max_items = check_int("max_items", max_items)
             if max_items < 0:
                 raise ValueError("max_items must not be negative")
-        buf = self._ring.buf
-        with _LOCK:
-            if max_items is None or max_items >= len(buf):
-                items = list(buf)
-                buf.clear()
-            else:
-                items = [buf.popleft() for _ in range(max_items)]
+        ring = self._ring
+        # What is buffered now, popped one at a time (lock-free, as
+        # _pop_or_park): another reader may take some meanwhile.
+        n = len(ring.buf)
+        if max_items is not None and max_items < n:
+            n = max_items
+        items = []
+        for _ in range(n):
+            try:
+                items.append(ring.pop())
+            except IndexError:
+                break
         return items
 
     async def aget(self) -> OpsLogEntry:
