@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 import redis
 
@@ -79,7 +80,8 @@ class RedisServer:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def client(self) -> redis.Redis:
+    def client(self) -> Any:
+        """A plain client (Any: redis-py types replies as unions of every form)."""
         return redis.Redis(unix_socket_path=self.socket, password=self.password)
 
     def __enter__(self) -> RedisServer:

@@ -9,8 +9,10 @@ arrived during ``interval`` and appends it as stream entries of at most
     XADD <stream> MAXLEN ~ <maxlen> * h <host> i <incarnation> s <seqs> e <lines>
 
 ``s`` is the comma-separated local seqs, ``e`` the entries' JSON, one per
-line. The local seq is the entry's origin within the host; the incarnation
-tells a restarted process (whose seqs start again at 1) from the one before.
+line. The local seq is the entry's origin within the host; the incarnation,
+``<start time in ms>.<pid>``, tells a restarted process (whose seqs start
+again at 1) from the one before, and lets a reader that was running before
+it started count its first entries as lost if they never arrive.
 
 Bounded: the subscription holds at most ``buf_size`` entries (``drop_newest``
 counts the rest), a reply is awaited at most ``timeout`` seconds, and while
@@ -96,7 +98,7 @@ class Forwarder:
         self.stream = stream
         self.maxlen = maxlen
         self.host = host
-        self.incarnation = f"{os.getpid():x}.{time.time_ns():x}"
+        self.incarnation = f"{time.time_ns() // 1_000_000}.{os.getpid()}"
         self.interval = float(interval)
         self.batch_max = batch_max
         self.buf_size = buf_size

@@ -11,7 +11,9 @@ Losses are counted from the origins: each host's entries carry its local
 seq, so a jump from seq 10 to seq 15 of one host's incarnation is 4 entries
 lost upstream (a forwarder that fell behind or could not reach Redis, or
 entries trimmed before this reader got to them); the view counts them and
-each dashboard gets a ``lost`` event. While Redis is unreachable the thread
+each dashboard gets a ``lost`` event. A host that started after this reader
+did (its incarnation's start time, by the hosts' clocks) is expected from
+seq 1, so losing its first entries counts too. While Redis is unreachable the thread
 retries with backoff (0.1 s to 5 s) and logs once per outage.
 """
 
@@ -90,12 +92,14 @@ class StreamReader:
         self._lost = 0
         self._unnamed = 0
         self._outages = 0
+        self._started_ms = 0
 
     def start(self) -> StreamReader:
         if self._thread is not None:
             raise RuntimeError("the reader is already started")
         # A blocked XREAD must outlast the socket timeout (agno PR #9109).
         self._client = connect(self.url, socket_timeout=self.block_ms / 1000 + _MARGIN)
+        self._started_ms = time.time_ns() // 1_000_000
         if self._last_id is None:
             self._prime()
         self._thread = threading.Thread(target=self._run, name="fastopslog-reader", daemon=True)
@@ -142,11 +146,14 @@ class StreamReader:
                 if len(page) == 100:
                     upper = f"({page[-1][0].decode()}"
                     continue
-                if page or loaded:
+                if loaded:
+                    # All of the stream is loaded; if MAXLEN (or anything)
+                    # removed entries, they were older than the first.
                     info = self._client.xinfo_stream(self.stream)
-                    trimmed = info.get("max-deleted-entry-id", b"0-0")
-                    if trimmed not in (b"0-0", "0-0"):
-                        self._floor_at(trimmed.decode() if isinstance(trimmed, bytes) else trimmed)
+                    if info["entries-added"] > info["length"]:
+                        base = first_seq(*parse_stream_id(loaded[-1][0]))
+                        if base:
+                            self.view._prime_floor(base - 1)
             break
         loaded.reverse()
         if not loaded:
@@ -204,12 +211,15 @@ class StreamReader:
             try:
                 host = fields[b"h"].decode()
                 origin = (host, fields[b"i"].decode())
+                born = int(origin[1].partition(".")[0])
                 seqs = [int(seq) for seq in fields[b"s"].split(b",")]
                 lines = fields[b"e"].decode().split("\n")
             except (KeyError, ValueError, UnicodeDecodeError):
                 logger.warning("fastopslog: skipped stream entry %s: not a forwarded batch", raw_id)
                 continue
             seen = origins.get(origin)
+            if seen is None and born >= self._started_ms:
+                seen = 0  # it started after this reader: its seqs count from 1
             if seen is not None and seqs[0] > seen + 1:
                 lost += seqs[0] - seen - 1
             ms, n = parse_stream_id(raw_id)
