@@ -342,7 +342,7 @@ def test_serve_streams_every_host_and_resumes_with_last_event_id(server: RedisSe
     seqs = [
         (first_seq(*parse_stream_id(raw_id)) or 0) + index
         for raw_id, fields in client.xrange("fastopslog")
-        for index in range(fields[b"s"].count(b",") + 1)
+        for index in range(fields[b"e"].count(b"\n") + 1)
     ]
     client.close()
     headers = {"Authorization": "Bearer t0ken"}

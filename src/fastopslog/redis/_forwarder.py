@@ -8,7 +8,8 @@ arrived during ``interval`` and appends it as stream entries of at most
 
     XADD <stream> MAXLEN ~ <maxlen> * h <host> i <incarnation> s <seqs> e <lines>
 
-``s`` is the comma-separated local seqs, ``e`` the entries' JSON, one per
+``s`` is the local seqs (``first-last`` when they are consecutive, as
+they are unless the forwarder's buffer overflowed; else comma-separated), ``e`` the entries' JSON, one per
 line. The local seq is the entry's origin within the host; the incarnation,
 ``<start time in ms>.<pid>``, tells a restarted process (whose seqs start
 again at 1) from the one before, and lets a reader that was running before
@@ -210,10 +211,17 @@ class Forwarder:
                 {
                     "h": self.host,
                     "i": self.incarnation,
-                    "s": ",".join([str(entry.seq) for entry in part]),
+                    "s": _seqs(part),
                     "e": "\n".join([entry.to_json() for entry in part]),
                 },
                 maxlen=self.maxlen,
                 approximate=True,
             )
         pipe.execute()
+
+
+def _seqs(part: list[Any]) -> str:
+    first, last = part[0].seq, part[-1].seq
+    if last - first == len(part) - 1:  # seqs only grow, so no gap in between
+        return f"{first}-{last}"
+    return ",".join([str(entry.seq) for entry in part])

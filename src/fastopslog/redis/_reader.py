@@ -141,7 +141,7 @@ class StreamReader:
                     self._floor_at(record[0].decode())
                     break
                 loaded.append(record)
-                lines += record[1].get(b"s", b"").count(b",") + 1
+                lines += record[1].get(b"e", b"").count(b"\n") + 1
             else:
                 if len(page) == 100:
                     upper = f"({page[-1][0].decode()}"
@@ -212,7 +212,7 @@ class StreamReader:
                 host = fields[b"h"].decode()
                 origin = (host, fields[b"i"].decode())
                 born = int(origin[1].partition(".")[0])
-                seqs = [int(seq) for seq in fields[b"s"].split(b",")]
+                seqs = _seqs(fields[b"s"])
                 lines = fields[b"e"].decode().split("\n")
             except (KeyError, ValueError, UnicodeDecodeError):
                 logger.warning("fastopslog: skipped stream entry %s: not a forwarded batch", raw_id)
@@ -242,3 +242,11 @@ class StreamReader:
         if items:
             self._delivered += len(items)
             self.view._publish_batch(items)
+
+
+def _seqs(raw: bytes) -> list[int]:
+    """A batch's local seqs: ``first-last`` or comma-separated."""
+    first, dash, last = raw.partition(b"-")
+    if dash:
+        return list(range(int(first), int(last) + 1))
+    return [int(seq) for seq in raw.split(b",")]
