@@ -65,8 +65,10 @@ def _hosts(url: str, names: list[str], count: int, rate: float) -> list[subproce
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", HOST, url, name, str(count), str(rate)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for name in names
     ]
     for proc in procs:
@@ -153,8 +155,8 @@ def e2e(count: int, rate: float) -> None:
         stop = threading.Event()
         consumer = threading.Thread(target=_reader_loop, args=(reader, 2 * count, latencies, stop))
         consumer.start()
-        start = time.monotonic()
         procs = _hosts(srv.url, ["host-a", "host-b"], count, rate)
+        start = time.monotonic()  # both hosts are publishing now
         results = _results(procs)
         deadline = time.monotonic() + 60
         while reader.stats().delivered + reader.stats().lost < 2 * count and time.monotonic() < deadline:
@@ -200,7 +202,9 @@ def restart(count: int, rate: float, down: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("mode", choices=("cpu", "e2e", "restart"))
     parser.add_argument("--seconds", type=float, default=10.0, help="cpu: how long to publish")
     parser.add_argument("--rate", type=float, default=0.0,

@@ -229,12 +229,13 @@ class StreamReader:
                 lost += len(lines)
                 origins[origin] = seqs[-1]
                 continue
-            previous = seqs[0] - 1
-            for index, (seq, line) in enumerate(zip(seqs, lines, strict=True)):
-                if seq > previous + 1:
-                    lost += seq - previous - 1
-                previous = seq
-                items.append(StreamEntry(base | index, host, seq, line))
+            # Seqs within a batch only grow: its gaps add up to its span
+            # less its length.
+            lost += seqs[-1] - seqs[0] + 1 - len(seqs)
+            items += [
+                StreamEntry(base | index, host, seq, line)
+                for index, (seq, line) in enumerate(zip(seqs, lines, strict=True))
+            ]
             origins[origin] = seqs[-1]
         if lost:
             self._lost += lost

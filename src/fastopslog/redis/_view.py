@@ -117,35 +117,56 @@ class ClusterView:
 
     def _publish_batch(self, entries: list[StreamEntry]) -> None:
         """Add entries in increasing ``seq`` order, as the reader reads
-        them; history, then every matching subscription."""
+        them; history, then every matching subscription. Whole batches move
+        with deque operations: the reader delivers thousands at a time."""
+        if not entries:
+            return
         wakers: list[Callable[[], object]] = []
         with self._lock:
+            if entries[0].seq <= self._last:
+                raise ValueError(f"seq {entries[0].seq} is not after {self._last}")
+            self._last = entries[-1].seq
+            self._published += len(entries)
             history = self._history
-            subs = self._subs
-            for item in entries:
-                if item.seq <= self._last:
-                    raise ValueError(f"seq {item.seq} is not after {self._last}")
-                self._last = item.seq
-                self._published += 1
-                if self._history_cap:
-                    if len(history) == self._history_cap:
-                        self._floor = history.popleft().seq
-                    history.append(item)
+            cap = self._history_cap
+            over = len(history) + len(entries) - cap
+            if over > 0:
+                # The newest entry that will not be held any more.
+                self._floor = (
+                    history[over - 1].seq if over <= len(history) else entries[over - len(history) - 1].seq
+                )
+                if over >= len(history):
+                    history.clear()
+                    history.extend(entries[len(entries) - cap :] if cap else ())
                 else:
-                    self._floor = item.seq
-                for sub in subs:
-                    if sub.flt is not None and not sub.flt.matches(item.entry):
-                        continue
-                    if len(sub.buf) >= sub.cap:
-                        sub.dropped += 1
-                        self._dropped += 1
-                        if not sub.drop_oldest:
-                            continue
-                        sub.buf.popleft()
-                    sub.buf.append(item)
-                    if sub.waiters:
-                        wakers += sub.waiters
-                        sub.waiters.clear()
+                    for _ in range(over):
+                        history.popleft()
+                    history.extend(entries)
+            else:
+                history.extend(entries)
+            for sub in self._subs:
+                flt = sub.flt
+                batch = entries if flt is None else [e for e in entries if flt.matches(e.entry)]
+                if not batch:
+                    continue
+                buf = sub.buf
+                room = sub.cap - len(buf)
+                if len(batch) > room:
+                    missed = len(batch) - room
+                    sub.dropped += missed
+                    self._dropped += missed
+                    if sub.drop_oldest:
+                        keep = batch[-sub.cap :]
+                        for _ in range(min(len(buf), len(keep) - room)):
+                            buf.popleft()
+                        buf.extend(keep)
+                    else:
+                        buf.extend(batch[:room])
+                else:
+                    buf.extend(batch)
+                if sub.waiters:
+                    wakers += sub.waiters
+                    sub.waiters.clear()
         _waiting.wake(wakers)
 
     def _count_lost(self, count: int) -> None:
