@@ -142,7 +142,7 @@ def test_hosts_fan_in_with_exact_counts(server: RedisServer) -> None:
 def test_redis_killed_and_restarted_mid_run(server: RedisServer) -> None:
     """Publishers never block, every loss is counted (published = delivered
     + lost), delivery resumes on its own, and a dashboard hears of the loss."""
-    count, rate = 16000, 2000.0  # long enough to outlast the forwarders' backoff
+    count, rate = 10000, 2000.0  # long enough to outlast the forwarders' backoff
     with StreamReader(server.url, block=0.5) as reader:
         dashboard = reader.view.subscribe(None, 100_000)
         hosts = [start_host(server.url, name, count, rate) for name in ("east", "west")]

@@ -19,7 +19,7 @@ Bounded: the subscription holds at most ``buf_size`` entries (``drop_newest``
 counts the rest), a reply is awaited at most ``timeout`` seconds, and while
 Redis is unreachable what arrives is drained and counted as lost, with one
 log line when the outage starts and one when it ends; reconnection backs off
-from 0.1 s to 5 s. Nothing it does can block or fail a publish.
+from 0.1 s to 1 s. Nothing it does can block or fail a publish.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ __all__ = ("Forwarder", "ForwarderStats")
 logger = logging.getLogger("fastopslog.redis")
 
 _BACKOFF_MIN = 0.1
-_BACKOFF_MAX = 5.0
+_BACKOFF_MAX = 1.0
 
 
 class ForwarderStats(NamedTuple):

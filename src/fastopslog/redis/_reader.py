@@ -14,7 +14,7 @@ entries trimmed before this reader got to them); the view counts them and
 each dashboard gets a ``lost`` event. A host that started after this reader
 did (its incarnation's start time, by the hosts' clocks) is expected from
 seq 1, so losing its first entries counts too. While Redis is unreachable the thread
-retries with backoff (0.1 s to 5 s) and logs once per outage.
+retries with backoff (0.1 s to 1 s) and logs once per outage.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ __all__ = ("ReaderStats", "StreamReader")
 logger = logging.getLogger("fastopslog.redis")
 
 _BACKOFF_MIN = 0.1
-_BACKOFF_MAX = 5.0
+_BACKOFF_MAX = 1.0
 _MARGIN = 5.0
 
 
