@@ -12,8 +12,9 @@ Entries are :class:`StreamEntry`: the forwarded JSON line with its origin
 (host name, and the seq it had on that host). Parsing the JSON is left until
 a filter needs the fields, so an unfiltered dashboard costs no parse.
 
-Locking: one lock guards history, counters, the subscription set and every
-buffer; wakers run after it is released (as in the local broadcaster).
+Locking: one re-entrant lock guards history, counters, the subscription set
+and every buffer; wakers run after it is released (as in the local
+broadcaster).
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ class ClusterView:
 
     def __init__(self, history_cap: int = 10_000) -> None:
         history_cap = max(0, check_capacity("history_cap", history_cap))
-        self._lock = threading.Lock()
+        # Re-entrant: a subscription the garbage collector finds unreachable
+        # unsubscribes from __del__, maybe inside a publish on this thread.
+        self._lock = threading.RLock()
         self._history: deque[StreamEntry] = deque()
         self._history_cap = history_cap
         # The seq of the newest entry this view does not hold although the
