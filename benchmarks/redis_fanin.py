@@ -143,7 +143,7 @@ def _reader_loop(
         batch = [first, *sub.drain()]
         now_us = time.time_ns() // 1000
         for item in batch[::16]:
-            match = _USER_ID.search(item._line)
+            match = _USER_ID.search(item.line)
             if match:
                 latencies.append((now_us - int(match.group(1))) / 1000)
         got += len(batch)

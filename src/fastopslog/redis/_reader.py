@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import partial
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import redis
@@ -37,6 +39,8 @@ logger = logging.getLogger("fastopslog.redis")
 _BACKOFF_MIN = 0.1
 _BACKOFF_MAX = 1.0
 _MARGIN = 5.0
+# StreamEntry from a (seq, host, origin_seq, line) tuple, in C.
+_new_entry = partial(tuple.__new__, StreamEntry)
 
 
 class ReaderStats(NamedTuple):
@@ -232,10 +236,10 @@ class StreamReader:
             # Seqs within a batch only grow: its gaps add up to its span
             # less its length.
             lost += seqs[-1] - seqs[0] + 1 - len(seqs)
-            items += [
-                StreamEntry(base | index, host, seq, line)
-                for index, (seq, line) in enumerate(zip(seqs, lines, strict=True))
-            ]
+            # base | index == base + index: the index bits of base are 0.
+            items += map(
+                _new_entry, zip(range(base, base + len(lines)), repeat(host), seqs, lines)
+            )
             origins[origin] = seqs[-1]
         if lost:
             self._lost += lost

@@ -9,7 +9,7 @@ view keeps its own small history and buffers instead, and says a resume is
 covered when nothing after it was ever evicted (``_floor``).
 
 Entries are :class:`StreamEntry`: the forwarded JSON line with its origin
-(host name, and the seq it had on that host). Parsing the JSON is left until
+(host name, and the seq it had on that host). The JSON is parsed only when
 a filter needs the fields, so an unfiltered dashboard costs no parse.
 
 Locking: one re-entrant lock guards history, counters, the subscription set
@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from queue import Empty
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import OpsLogEntry, OpsLogFilter, _waiting
 from .._common import (
@@ -42,32 +42,26 @@ from .._common import (
 __all__ = ("ClusterView", "StreamEntry")
 
 
-class StreamEntry:
+class StreamEntry(NamedTuple):
     """One entry of the cluster view: ``seq`` (the packed stream id),
-    ``host`` and ``origin_seq`` (where it was published), ``entry`` (the
-    :class:`~fastopslog.OpsLogEntry`, parsed on first use). ``to_json()``
-    is the entry's JSON with ``host`` and ``origin_seq`` added."""
+    ``host`` and ``origin_seq`` (where it was published), ``line`` (its
+    JSON as forwarded). ``to_json()`` is that JSON with ``host`` and
+    ``origin_seq`` added; ``entry`` parses it into an
+    :class:`~fastopslog.OpsLogEntry` (each time: only filters need it).
+    A tuple, so the reader makes a batch of them without running Python
+    code per entry."""
 
-    __slots__ = ("seq", "host", "origin_seq", "_line", "_entry")
-
-    def __init__(self, seq: int, host: str, origin_seq: int, line: str) -> None:
-        self.seq = seq
-        self.host = host
-        self.origin_seq = origin_seq
-        self._line = line
-        self._entry: Any = None
+    seq: int
+    host: str
+    origin_seq: int
+    line: str
 
     @property
     def entry(self) -> Any:
-        if self._entry is None:
-            self._entry = OpsLogEntry.from_dict(json.loads(self._line))
-        return self._entry
+        return OpsLogEntry.from_dict(json.loads(self.line))
 
     def to_json(self) -> str:
-        return f'{self._line[:-1]},"host":{json.dumps(self.host)},"origin_seq":{self.origin_seq}}}'
-
-    def __repr__(self) -> str:
-        return f"<StreamEntry seq={self.seq} host={self.host!r} origin_seq={self.origin_seq}>"
+        return f'{self.line[:-1]},"host":{json.dumps(self.host)},"origin_seq":{self.origin_seq}}}'
 
 
 class _Sub:
