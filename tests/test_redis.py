@@ -24,6 +24,7 @@ import pytest
 import fastopslog
 from _redis_server import RedisServer
 from fastopslog.redis import (
+    ElectedForwarder,
     Forwarder,
     HostLock,
     RedisSetupError,
@@ -314,6 +315,55 @@ def test_one_forwarder_per_host_by_lock(tmp_path: Path) -> None:
     lock.release()
     with pytest.raises(ValueError, match="file name"):
         HostLock("../x", str(tmp_path))
+
+
+def test_elected_forwarder_runs_in_one_worker_and_hands_over(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    """Two workers of one host (two broadcasters standing in for one
+    shared log): one forwards; when it stops, the other takes over."""
+    logs = [fastopslog.OpsLogBroadcaster(), fastopslog.OpsLogBroadcaster()]
+    workers = [
+        ElectedForwarder(log, server.url, "gateway-log", lock_dir=str(tmp_path), retry=0.05,
+                         host=f"worker-{n}", interval=0.01).start()
+        for n, log in enumerate(logs)
+    ]  # fmt: skip
+    try:
+        wait_for(lambda: any(w.elected.is_set() for w in workers), "an election")
+        time.sleep(0.3)  # several retries of the loser
+        assert [w.elected.is_set() for w in workers].count(True) == 1
+        winner = next(n for n, w in enumerate(workers) if w.elected.is_set())
+        loser = 1 - winner
+        with StreamReader(server.url) as reader:
+            for log in logs:
+                log.publish(fastopslog.OpsLogEntry(status=200))
+            wait_for(lambda: reader.stats().delivered == 1, "the winner's entry")
+            workers[winner].close()
+            wait_for(workers[loser].elected.is_set, "the hand-over")
+            logs[loser].publish(fastopslog.OpsLogEntry(status=201))
+            wait_for(lambda: reader.stats().delivered == 2, "the new forwarder's entry")
+            hosts = [item.host for item in reader.view.snapshot()]
+        assert hosts == [f"worker-{winner}", f"worker-{loser}"]
+    finally:
+        for worker in workers:
+            worker.close()
+
+
+def test_an_incarnation_outliving_the_forwarder_counts_the_hand_over_gap(server: RedisServer) -> None:
+    """A shared log's seqs go on when its forwarder moves: with the log's
+    own incarnation the reader sees one origin, and the entries published
+    while nobody forwarded are counted lost."""
+    log = fastopslog.OpsLogBroadcaster()
+    with StreamReader(server.url) as reader:
+        for _ in range(2):
+            with Forwarder(log, server.url, host="h", incarnation="1.gateway-log", interval=0.01):
+                log.publish(fastopslog.OpsLogEntry(status=200))
+                wait_for(lambda: reader.stats().delivered in (1, 2), "an entry")
+            log.publish(fastopslog.OpsLogEntry(status=299))  # nobody forwards this one
+        wait_for(lambda: reader.stats().delivered == 2, "both forwarded entries")
+        assert reader.stats().lost == 1 and reader.stats().origins == 1
+    with pytest.raises(ValueError, match="incarnation"):
+        Forwarder(log, server.url, incarnation="gateway-log")
 
 
 def start_serve(url: str, *options: str) -> tuple[subprocess.Popen[str], str]:

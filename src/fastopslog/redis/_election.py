@@ -14,13 +14,17 @@ NFS).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 from typing import Any
 
+from ._config import RedisSetupError
 from ._forwarder import Forwarder
 
 __all__ = ("DEFAULT_LOCK_DIR", "ElectedForwarder", "HostLock")
+
+logger = logging.getLogger("fastopslog.redis")
 
 DEFAULT_LOCK_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
 
@@ -87,15 +91,21 @@ class ElectedForwarder:
         return self
 
     def _run(self) -> None:
+        warned = False
         while not self._stop.is_set():
             if self.lock.try_acquire():
                 try:
                     self.forwarder.start()
-                except BaseException:
+                except RedisSetupError as exc:
+                    # Elected while Redis is unusable: let another worker
+                    # (or this one, next time) try again.
                     self.lock.release()
-                    raise
-                self.elected.set()
-                return
+                    if not warned:
+                        logger.warning("fastopslog: elected to forward but %s; retrying", exc)
+                        warned = True
+                else:
+                    self.elected.set()
+                    return
             self._stop.wait(self.retry)
 
     def close(self) -> None:

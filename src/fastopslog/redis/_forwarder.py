@@ -64,7 +64,13 @@ class Forwarder:
     overflow=...)`` whose entries have ``seq`` and ``to_json()``: an
     ``OpsLogBroadcaster`` or the host's shared log. ``start()`` checks the
     URL and credentials (:class:`RedisSetupError`) and starts the thread;
-    ``close()`` stops it after a last flush. A context manager."""
+    ``close()`` stops it after a last flush. A context manager.
+
+    ``incarnation`` names the life of the seqs: by default this process's
+    (``<start ms>.<pid>``). A log whose seqs outlive a process (the host's
+    shared log, whose forwarder may move to another worker) passes its own
+    (``<creation ms>.<name>``), so the reader sees one continuous origin
+    across the hand-over and counts what fell between as lost."""
 
     def __init__(
         self,
@@ -78,6 +84,7 @@ class Forwarder:
         batch_max: int = 1000,
         buf_size: int = 65_536,
         timeout: float = 1.0,
+        incarnation: str | None = None,
     ) -> None:
         if not callable(getattr(broadcaster, "subscribe", None)):
             raise TypeError("broadcaster must have subscribe() (an OpsLogBroadcaster or a shared log)")
@@ -99,7 +106,11 @@ class Forwarder:
         self.stream = stream
         self.maxlen = maxlen
         self.host = host
-        self.incarnation = f"{time.time_ns() // 1_000_000}.{os.getpid()}"
+        if incarnation is None:
+            incarnation = f"{time.time_ns() // 1_000_000}.{os.getpid()}"
+        elif not isinstance(incarnation, str) or not incarnation.partition(".")[0].isdigit():
+            raise ValueError("incarnation must be '<start time in ms>.<anything>'")
+        self.incarnation = incarnation
         self.interval = float(interval)
         self.batch_max = batch_max
         self.buf_size = buf_size
@@ -188,6 +199,7 @@ class Forwarder:
                     backoff = min(backoff * 2, _BACKOFF_MAX)
                 retry_at = time.monotonic() + backoff
                 if self._stop.is_set():
+                    self._lost += len(sub.drain())  # closing: what is left is lost too
                     return
                 continue
             self._sent += len(batch)
