@@ -300,6 +300,7 @@ cdef class OpsLogBroadcaster:
         # if ``since`` was never published here.
         return gap or since < self._seq - self._history_len or since > self._seq
 
+    # Takes the subscription, which holds its _Ring (the pure one takes the _Ring).
     cdef void _remove(self, OpsLogSubscription sub) noexcept:
         """Take ``sub`` out of its routing group (once), free the group if
         it was the last in it, and mark ``sub`` closed."""

@@ -215,7 +215,8 @@ cdef inline bint _filed_under(const _Group* g, int kind, size_t h, const _Key* k
 
 cdef _Spec _normalized(const _Spec* f) noexcept nogil:
     # Filters that differ only in how they say "unset" (0 or negative)
-    # select the same entries, so they share a group.
+    # select the same entries, so they share a group (the pure side groups
+    # by ==, which keeps them apart: the same deliveries either way).
     cdef _Spec s = f[0]
     if s.min_status < 0:
         s.min_status = 0
