@@ -34,6 +34,7 @@ else:
             Extension(
                 "fastopslog._opslog_c",
                 ["src/fastopslog/_opslog_c.pyx"],
+                depends=["src/fastopslog/_shm.h"],
                 define_macros=macros,
                 extra_compile_args=extra_compile_args,
             )

@@ -48,7 +48,7 @@ from ._common import (
 )
 from ._gojson import format_time, quote
 
-__all__ = (
+__all__: tuple[str, ...] = (
     "OpsLogBroadcaster",
     "OpsLogEntry",
     "OpsLogFilter",
@@ -812,3 +812,9 @@ class OpsLogSubscription:
         tb: TracebackType | None,
     ) -> None:
         self.unsubscribe()
+
+
+# The shared-memory log (docs/shared.md) is the compiled core's alone.
+from ._shared_py import SharedOpsLogBroadcaster, unlink_shared  # noqa: E402
+
+__all__ += ("SharedOpsLogBroadcaster", "unlink_shared")
