@@ -95,21 +95,26 @@ static inline uint64_t fol_mix(uint64_t h, uint64_t w) {
 }
 
 /* The checksum of record `r` for `seq`: binds the body to the seq, so a
- * stale or torn body fails it. `used` is read from the (private) copy. */
+ * stale or torn body fails it. `used` is read from the (private) copy.
+ * Two running sums (Fletcher's, over 64-bit words), mixed at the end: one
+ * add each per word, so it costs the writer little, yet a body made of two
+ * writers' bytes sums differently unless they happen to cancel out. */
 static inline uint64_t fol_checksum(const fol_record *r, uint64_t seq) {
     const char *p = (const char *)r + 16;
     uint32_t n = r->used - 16, i;
-    uint64_t h = fol_mix(0x243f6a8885a308d3ULL, seq), w;
+    uint64_t a = seq, b = 0x243f6a8885a308d3ULL, w;
     for (i = 0; i + 8 <= n; i += 8) {
         memcpy(&w, p + i, 8);
-        h = fol_mix(h, w);
+        a += w;
+        b += a;
     }
     if (i < n) {
         w = 0;
         memcpy(&w, p + i, n - i);
-        h = fol_mix(h, w);
+        a += w;
+        b += a;
     }
-    return fol_mix(h, n);
+    return fol_mix(fol_mix(fol_mix(0, a), b), n);
 }
 
 /* Move the slot's stamp up to "writing seq"; 0 when a newer writer already
