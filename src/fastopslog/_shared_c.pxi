@@ -248,6 +248,7 @@ cdef class SharedOpsLogBroadcaster:
     cdef readonly int64_t skipped    # records never committed in time, or torn
     cdef object _pump                 # its thread, or None
     cdef object _pump_lock            # serializes passes of the pump
+    cdef object _subs                 # this process's subscriptions, for close()
     cdef object __weakref__
 
     def __init__(self, name, *, history_cap=None, record_size=None):
@@ -261,6 +262,7 @@ cdef class SharedOpsLogBroadcaster:
         self._local = OpsLogBroadcaster(self._h.capacity)
         self._skip_after_us = <int64_t>(SKIP_AFTER_S * 1e6)
         self._pump_lock = threading.Lock()
+        self._subs = weakref.WeakSet()
         _SHARED.add(self)
 
     cdef _open(self, str name, uint64_t cap, uint32_t size):
@@ -461,11 +463,19 @@ cdef class SharedOpsLogBroadcaster:
         return OpsLogStats(published, dropped, subscribers)
 
     def subscribe(self, filter=None, buf_size=DEFAULT_BUF_SIZE, *, replay=0, since_seq=None, overflow=DROP_NEWEST):
-        """As ``OpsLogBroadcaster.subscribe``, over the shared log: starts
-        this process's pump on first use, so history is the ring's."""
+        """As ``OpsLogBroadcaster.subscribe``, over the shared log: history is
+        the ring's. Starts this process's pump on first use, and catches it
+        up first, so that priming sees every record committed before the
+        call, wherever it was published (a ``since_seq`` from another
+        process's reader included)."""
         self._mapped()
         self._start_pump()
-        return self._local.subscribe(filter, buf_size, replay=replay, since_seq=since_seq, overflow=overflow)
+        with self._pump_lock:
+            while self._pump_once():
+                pass
+            sub = self._local.subscribe(filter, buf_size, replay=replay, since_seq=since_seq, overflow=overflow)
+        self._subs.add(sub)
+        return sub
 
     def snapshot(self, filter=None, max_entries=0):
         """The shared ring oldest to newest, filtered, then the last
@@ -544,8 +554,6 @@ cdef class SharedOpsLogBroadcaster:
         """Stop this process's pump and unmap the log; subscriptions end
         (their buffered entries stay readable). The log itself stays for
         other processes: ``unlink_shared`` removes it. Idempotent."""
-        cdef OpsLogSubscription sub
-        cdef Py_ssize_t i
         if self._closed:
             return
         self._closed = True
@@ -554,10 +562,8 @@ cdef class SharedOpsLogBroadcaster:
             pump.join()  # it ends its use of the mapping as it sees _closed
         self._pump = None
         self._unmap_if_unused()
-        for i in range(self._local._n_subs - 1, -1, -1):
-            if i < self._local._n_subs:
-                sub = <OpsLogSubscription>self._local._subs[i].owner
-                sub.unsubscribe()
+        for sub in list(self._subs):
+            sub.unsubscribe()
 
     def __enter__(self):
         return self
