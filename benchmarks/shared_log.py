@@ -76,7 +76,7 @@ def aggregate_rate(name: str, processes: int, batches: int) -> float:
     for p in ps:
         p.join()
     wall = max(e for _, e in spans) - min(s for s, _ in spans)
-    return processes * batches * BATCH / wall
+    return float(processes * batches * BATCH / wall)
 
 
 def _readers(name: str, count: int, ready: Any, stop: Any, out: Any) -> None:
@@ -98,7 +98,7 @@ def _latency_reader(name: str, ready: Any, n: int, out: Any) -> None:
     b = core.SharedOpsLogBroadcaster(name)
     sub = b.subscribe(buf_size=1 << 16)
     ready.set()
-    lat = []
+    lat: list[float] = []
     while len(lat) < n:
         e = sub.get(timeout=60)
         lat.append(time.time() - e.time)
