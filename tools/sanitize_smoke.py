@@ -8,7 +8,8 @@ from its middle, readers parked and woken from threads and asyncio,
 snapshots with and without the GIL, drains, rendering of nasty text, copies
 of sealed entries, subscriptions dropped without ``unsubscribe()``, bad
 arguments, and the shared-memory log (its ring wrapped by two writers while
-read and scanned, truncation, a record never committed). It checks its own results and exits non-zero when one is wrong.
+read and scanned, truncation, a record never committed). It checks its own
+results and exits non-zero when one is wrong.
 
 Usage: ``python tools/sanitize_smoke.py [ROUNDS]`` (default 3).
 """
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
