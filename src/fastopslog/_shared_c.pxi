@@ -243,6 +243,7 @@ cdef class SharedOpsLogBroadcaster:
     cdef fol_record* _batch
     cdef uint64_t _stall_seq
     cdef int64_t _stall_since_us
+    cdef uint64_t _stall_claimed      # the newest claimed seq when that wait began
     cdef int64_t _skip_after_us
     cdef readonly int64_t lost       # records overwritten before this process read them
     cdef readonly int64_t skipped    # records never committed in time, or torn
@@ -656,15 +657,20 @@ cdef class SharedOpsLogBroadcaster:
                 self.skipped += 1
                 self._next += 1
             else:
-                if self._next > fol_claimed(h):
+                newest = fol_claimed(h)
+                if self._next > newest:
                     break  # caught up
                 # Claimed, not committed: wait for its writer, at most the
-                # skip time, then go past it.
+                # skip time, then go past it. A record already claimed when
+                # the wait for an earlier one began has been claimed at
+                # least that long: its wait goes on from there, so k dead
+                # writers cost one skip time, not k.
                 now = _now_us()
                 if self._stall_seq != self._next:
+                    if self._next > self._stall_claimed:
+                        self._stall_since_us = now
+                        self._stall_claimed = newest
                     self._stall_seq = self._next
-                    self._stall_since_us = now
-                    break
                 if now - self._stall_since_us < self._skip_after_us:
                     break
                 self.skipped += 1
