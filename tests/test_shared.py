@@ -436,3 +436,31 @@ def test_fork_keeps_the_mapping_and_restarts_the_pump(c_impl: ModuleType, name: 
         [sys.executable, "-c", FORK_SCRIPT, name], capture_output=True, text=True, timeout=HANG * 2
     )
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+
+
+# --- the multi-process soak ----------------------------------------------------
+
+
+def test_multi_process_soak_passes() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastopslog", "soak", "--processes", "2", "--seconds", "3"],
+        capture_output=True, text=True, timeout=HANG * 3,
+    )
+    assert proc.returncode == 0 and proc.stdout.rstrip().endswith("PASS"), proc.stdout + proc.stderr
+
+
+def test_soak_entry_check_catches_a_wrong_cut(c_impl: ModuleType) -> None:
+    from fastopslog._soak_shared import check_entry, detail
+
+    def entry(text: str) -> Any:
+        e = c_impl.OpsLogEntry(user_id=499, path="/v1/x", model="model-0", error_detail=text)
+        return e
+
+    full = detail(499)
+    assert check_entry(entry(full)) is None
+    assert check_entry(entry(full[:100] + "\u2026")) is None
+    assert check_entry(entry(full[:100])) is not None  # cut without the mark
+    assert check_entry(entry("x" + full[:100] + "\u2026")) is not None  # not a prefix

@@ -225,7 +225,10 @@ def shared_round(r: int) -> int:
         assert 0 < len(snap) <= 61
         assert any(e.error_detail.endswith("\u2026") for e in snap if e.error_detail)
         checks += 2
-        for call in (lambda: b.publish(None), lambda: b.snapshot("x"), lambda: b.subscribe(buf_size="x")):
+        bad: list[Callable[[], object]] = [
+            lambda: b.publish(None), lambda: b.snapshot("x"), lambda: b.subscribe(buf_size="x"),
+        ]
+        for call in bad:
             try:
                 call()
             except (TypeError, ValueError):
