@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (CI smoke)")
     args = parser.parse_args()
     rounds = 20 if args.quick else 300
-    batches = 20 if args.quick else 500
+    batches = 20 if args.quick else 200
     name = f"bench-{uuid.uuid4().hex[:8]}"
     mp = multiprocessing.get_context("spawn")
     try:
