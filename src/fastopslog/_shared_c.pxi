@@ -82,6 +82,22 @@ __all__ += ("SharedOpsLogBroadcaster", "unlink_shared")
 # What a cut string ends with: "…", so that a reader sees the cut.
 cdef const char* _CUT_MARK = b"\xe2\x80\xa6"
 cdef uint32_t _CUT_MARK_LEN = 3
+# A snapshot scans the ring without the GIL from this many records on:
+# verifying a record (copy and checksum) costs about 20 times what the
+# in-process history's key test does, so the scan is worth giving the GIL
+# up for at a smaller size than NOGIL_MIN_HISTORY. BENCHMARKS.md.
+cdef uint64_t SHARED_NOGIL_MIN_RECORDS = 4096
+
+
+def _set_shared_nogil_min(uint64_t records):
+    """Set SHARED_NOGIL_MIN_RECORDS, returning the previous value: for the
+    measurement that chose it and the tests that reach both paths."""
+    global SHARED_NOGIL_MIN_RECORDS
+    previous = SHARED_NOGIL_MIN_RECORDS
+    SHARED_NOGIL_MIN_RECORDS = records
+    return previous
+
+
 # Records the pump copies per pass: bounds the time it holds the GIL.
 cdef Py_ssize_t _PUMP_BATCH = 256
 
@@ -512,11 +528,13 @@ cdef class SharedOpsLogBroadcaster:
             raise MemoryError()
         self._users += 1
         try:
-            with nogil:
-                # Safe without the GIL: reads the mapping, which _users keeps
-                # mapped (close() leaves the unmapping to the last user), and
-                # writes buffers only this call holds. A long ring takes
-                # milliseconds to verify; the process's other threads run.
+            if newest - oldest + 1 >= SHARED_NOGIL_MIN_RECORDS:
+                with nogil:
+                    # Safe without the GIL: reads the mapping, which _users
+                    # keeps mapped (close() leaves the unmapping to the last
+                    # user), and writes buffers only this call holds.
+                    n = _pick_seqs(h, &flt._spec, model, model_len, oldest, newest, limit, seqs, rec)
+            else:
                 n = _pick_seqs(h, &flt._spec, model, model_len, oldest, newest, limit, seqs, rec)
             for i in range(n):
                 s = seqs[newest - oldest + 1 - n + i]
@@ -560,7 +578,7 @@ cdef class SharedOpsLogBroadcaster:
         self._closed = True
         pump = self._pump
         if pump is not None and pump is not threading.current_thread():
-            pump.join()  # it ends its use of the mapping as it sees _closed
+            pump.join()  # it stops as it sees _closed
         self._pump = None
         self._unmap_if_unused()
         for sub in list(self._subs):
@@ -599,7 +617,6 @@ cdef class SharedOpsLogBroadcaster:
                 self._next = newest - self._h.capacity + 1 if newest > self._h.capacity else 1
             while self._pump_once():
                 pass
-            self._users += 1  # the thread's; released by the thread
             self._pump = threading.Thread(
                 target=_pump_loop, args=(weakref.ref(self),), name=f"fastopslog-shared-{self.name}", daemon=True
             )
@@ -609,24 +626,34 @@ cdef class SharedOpsLogBroadcaster:
         """One pass: copy what is committed (without the GIL), deliver it.
         The number of records it went past (delivered, lost or skipped)."""
         cdef Py_ssize_t n, i
-        cdef uint64_t start = self._next, first
+        cdef uint64_t start = self._next
+        cdef uint32_t size
         cdef fol_record* r
         cdef OpsLogEntry e
         if self._closed:
             return 0
-        with nogil:
-            # Safe without the GIL: reads the mapping (kept mapped by the
-            # pump's _users count) and the pump's own buffer and counters,
-            # which only the holder of _pump_lock touches.
-            n = self._collect()
-        for i in range(n):
-            r = <fol_record*>(<char*>self._batch + i * self._h.record_size)
-            e = _decode(r)
-            if e is None:
-                self.skipped += 1
-                continue
-            # The record's seq is in its stamp (2 * seq).
-            _publish_seq(self._local, e, r.stamp >> 1)
+        size = self._h.record_size
+        self._users += 1
+        try:
+            with nogil:
+                # Safe without the GIL: reads the mapping, which _users keeps
+                # mapped, and the pump's buffer, position and counters, which
+                # only the holder of _pump_lock touches. Worth it: the copy
+                # and checks of a batch take tens of microseconds that the
+                # process's event loop gets; waiting for the GIL back delays
+                # only the pump (a few ms at worst, inside the latency
+                # budget), never a publish.
+                n = self._collect()
+            for i in range(n):
+                r = <fol_record*>(<char*>self._batch + i * size)
+                e = _decode(r)
+                if e is None:
+                    self.skipped += 1
+                    continue
+                # The record's seq is in its stamp (2 * seq).
+                _publish_seq(self._local, e, r.stamp >> 1)
+        finally:
+            self._release_user()
         return self._next - start
 
     cdef Py_ssize_t _collect(self) noexcept nogil:
@@ -720,7 +747,6 @@ def _pump_loop(ref):
             return
         with shared._pump_lock:
             if shared._closed:
-                shared._release_user()
                 return
             moved = shared._pump_once()
         shared = None
@@ -761,7 +787,6 @@ def _shared_after_fork_child():
         shared._pump_lock.release()
         if shared._pump is not None:
             shared._pump = None
-            shared._users -= 1  # the parent's thread's use
             if shared._local._n_subs and not shared._closed:
                 shared._start_pump()
     _shared_held_for_fork = []
