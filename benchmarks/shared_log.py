@@ -10,7 +10,9 @@ Prints, for the compiled core's SharedOpsLogBroadcaster:
    against one process alone (the ratio);
 3. publish cost with 100 subscriptions reading everything in another
    process, against none (the ratio);
-4. publish-to-reader latency in another process: median and p99.
+4. publish-to-reader latency in another process: median and p99;
+5. a filtered snapshot of a full ring with and without giving up the GIL,
+   and what another thread of the process gets done meanwhile.
 
 Each figure is one run on whatever else the machine is doing: quote it with
 its command (BENCHMARKS.md), never assert it.
@@ -22,6 +24,7 @@ import argparse
 import multiprocessing
 import statistics
 import sys
+import threading
 import time
 import uuid
 from typing import Any
@@ -106,6 +109,38 @@ def _latency_reader(name: str, ready: Any, n: int, out: Any) -> None:
     b.close()
 
 
+def gil_release(name: str, rounds: int) -> list[tuple[str, float, float]]:
+    """A filtered snapshot of a full ring (matching nothing) while another
+    thread spins: ms per snapshot and the other thread's progress (M
+    loop turns/s), with the scan giving up the GIL and keeping it."""
+    b = core.SharedOpsLogBroadcaster(name)
+    flt = core.OpsLogFilter(model="no-such-model")
+    rows = []
+    for label, threshold in (("without the GIL", 1), ("with the GIL", 1 << 62)):
+        previous = core._set_shared_nogil_min(threshold)
+        ticks = [0]
+        stop = threading.Event()
+
+        def spin(ticks: list[int] = ticks, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                ticks[0] += 1
+
+        t = threading.Thread(target=spin)
+        t.start()
+        time.sleep(0.05)
+        start, ticks0 = time.perf_counter(), ticks[0]
+        for _ in range(rounds):
+            b.snapshot(flt)
+        elapsed = time.perf_counter() - start
+        done = ticks[0] - ticks0
+        stop.set()
+        t.join()
+        core._set_shared_nogil_min(previous)
+        rows.append((label, elapsed / rounds * 1e3, done / elapsed / 1e6))
+    b.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (CI smoke)")
@@ -155,6 +190,9 @@ def main() -> None:
         print(f"4. publish-to-reader latency in another process: median"
               f" {lat[len(lat) // 2] * 1e3:.2f} ms, p99 {lat[int(len(lat) * 0.99)] * 1e3:.2f} ms"
               f" ({n} entries, ~5,000/s)")
+        for label, ms, turns in gil_release(name, 5 if args.quick else 30):
+            print(f"5. filtered snapshot of {CAP:,} records {label}: {ms:.2f} ms each,"
+                  f" another thread meanwhile {turns:.2f} M loop turns/s")
         b.close()
     finally:
         unlink_shared(name)

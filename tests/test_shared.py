@@ -157,6 +157,15 @@ def test_bad_types_and_sizes(c_impl: ModuleType, name: str) -> None:
         assert b.stats().published == 0
 
 
+def test_uninitialised_object_refuses_clearly(c_impl: ModuleType) -> None:
+    b = c_impl.SharedOpsLogBroadcaster.__new__(c_impl.SharedOpsLogBroadcaster)
+    for call in (lambda: b.publish(c_impl.OpsLogEntry()), b.stats, b.snapshot, b.subscribe):
+        with pytest.raises(ValueError, match="not open"):
+            call()
+    b.close()
+    assert b.closed
+
+
 def test_permissions_0600_and_foreign_mode_refused(c_impl: ModuleType, name: str) -> None:
     old = os.umask(0)
     try:

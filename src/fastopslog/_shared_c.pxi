@@ -415,8 +415,8 @@ cdef class SharedOpsLogBroadcaster:
         )
 
     cdef inline fol_header* _mapped(self) except NULL:
-        if self._closed:
-            raise ValueError(f"shared log {self.name!r} is closed")
+        if self._h == NULL or self._closed:
+            raise ValueError(f"shared log {self.name!r} is {'closed' if self._closed else 'not open'}")
         return self._h
 
     @property
@@ -581,7 +581,7 @@ cdef class SharedOpsLogBroadcaster:
             pump.join()  # it stops as it sees _closed
         self._pump = None
         self._unmap_if_unused()
-        for sub in list(self._subs):
+        for sub in list(self._subs or ()):
             sub.unsubscribe()
 
     def __enter__(self):
