@@ -198,6 +198,9 @@ cdef inline bint _raw_matches(const _Spec* f, const char* model, Py_ssize_t mode
         return False
     if f.model.length and (
         r.lens[2] != <uint64_t>model_len
+        # Only checksummed records get here; this bound keeps a
+        # well-formed record of another origin from reading past the copy.
+        or <uint64_t>r.lens[0] + r.lens[1] + r.lens[2] > r.used - FOL_FIXED
         or memcmp(<const char*>r + FOL_FIXED + r.lens[0] + r.lens[1], model, model_len) != 0
     ):
         return False

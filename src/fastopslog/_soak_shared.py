@@ -72,7 +72,9 @@ def _victim(name: str, claimed: Any) -> None:
     import fastopslog._opslog_c as c
 
     b = c.SharedOpsLogBroadcaster(name)
-    claimed.put(b._claim_and_abandon(c.OpsLogEntry()))
+    # A pipe of its own, written synchronously: a queue's feeder thread
+    # killed holding the queue's lock would stop the next victim's put.
+    claimed.send(b._claim_and_abandon(c.OpsLogEntry()))
     time.sleep(3600)
 
 
@@ -173,14 +175,16 @@ def run_shared(args: argparse.Namespace) -> int:
         for p in ws:
             p.start()
         kills = 0
-        claimed = mp.Queue()
         while any(p.is_alive() for p in ws):
             time.sleep(KILL_EVERY)
             if time.monotonic() - start > seconds:
                 break
+            receiver, claimed = mp.Pipe(duplex=False)
             victim = mp.Process(target=_victim, args=(name, claimed))
             victim.start()
-            claimed.get(timeout=60)
+            if not receiver.poll(60):
+                raise RuntimeError("a victim writer did not claim its record")
+            receiver.recv()
             os.kill(victim.pid or 0, signal.SIGKILL)
             victim.join()
             kills += 1
