@@ -399,6 +399,7 @@ import fastopslog._opslog_c as c
 name = sys.argv[1]
 b = c.SharedOpsLogBroadcaster(name, history_cap=1024)   # made before fork, as with --preload
 sub = b.subscribe()                                     # the pump runs in the parent
+idle = c.SharedOpsLogBroadcaster(name)                  # never read in the parent: no pump
 b.publish(c.OpsLogEntry(status=1))
 assert sub.get(timeout=30).seq == 1
 kids = []
@@ -416,6 +417,9 @@ for k in range(3):
             assert any(e.status == 100 + k for e in seen), "child's subscription got nothing"
             late = b.subscribe(replay=1000)
             assert 1 in [e.seq for e in late.drain()]
+            first = idle.subscribe(replay=1000)                 # its pump starts in the child
+            assert 1 in [e.seq for e in first.drain()]
+            idle.close()
             b.close()
             os._exit(0)
         except BaseException as exc:
@@ -431,8 +435,9 @@ while time.monotonic() < deadline and not {100, 101, 102} <= statuses:
     statuses.update(e.status for e in sub.drain())
     time.sleep(0.01)
 assert {100, 101, 102} <= statuses, statuses
-assert b.stats().published == 4
+assert b.stats().published == idle.stats().published == 4
 b.close()
+idle.close()
 print("ok")
 """
 
