@@ -327,7 +327,9 @@ def test_writers_by_readers_exact_accounting(
             assert sorted(per_writer) == list(range(1, writers + 1))
             assert all(users == list(range(per)) for users in per_writer.values())
         else:
-            assert lost > 0  # the ring wrapped under it, and that was counted
+            # The ring wrapped over a hundred times while read; whatever the
+            # reader lost to it is in the sum above.
+            assert total > 100 * cap and seqs[-1] > 100 * cap
 
 
 def _stall_then_wait(name: str, claimed: Any) -> None:
