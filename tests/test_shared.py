@@ -104,6 +104,18 @@ def test_attach_shares_seq_and_history(c_impl: ModuleType, name: str) -> None:
     b.close()
 
 
+def test_create_false_only_attaches(c_impl: ModuleType, name: str) -> None:
+    with pytest.raises(FileNotFoundError, match="no shared log"):
+        c_impl.SharedOpsLogBroadcaster(name, create=False)
+    assert not os.path.exists(shm_path(name))
+    with pytest.raises(TypeError):
+        c_impl.SharedOpsLogBroadcaster(name, create=1)
+    with c_impl.SharedOpsLogBroadcaster(name, history_cap=8) as made:
+        with c_impl.SharedOpsLogBroadcaster(name, create=False) as attached:
+            made.publish(c_impl.OpsLogEntry(status=200))
+            assert not attached.created and attached.stats().published == 1
+
+
 def test_truncation_is_visible_and_utf8_safe(c_impl: ModuleType, name: str) -> None:
     with c_impl.SharedOpsLogBroadcaster(name, history_cap=4, record_size=256) as b:
         room = 256 - 128

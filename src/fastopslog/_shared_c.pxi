@@ -271,13 +271,15 @@ cdef class SharedOpsLogBroadcaster:
     cdef object _subs                 # this process's subscriptions, for close()
     cdef object __weakref__
 
-    def __init__(self, name, *, history_cap=None, record_size=None):
+    def __init__(self, name, *, history_cap=None, record_size=None, create=True):
         cdef int cap, size
         name = check_name(name)
         cap, size = check_geometry(history_cap, record_size)
+        if create is not True and create is not False:
+            raise TypeError(f"create must be a bool, not {type(create).__name__}")
         if self.name is not None:
             raise TypeError("SharedOpsLogBroadcaster is initialised once")
-        self._open(name, cap, size)
+        self._open(name, cap, size, create)
         self.name = name
         self._local = OpsLogBroadcaster(self._h.capacity)
         self._skip_after_us = <int64_t>(SKIP_AFTER_S * 1e6)
@@ -285,12 +287,12 @@ cdef class SharedOpsLogBroadcaster:
         self._subs = weakref.WeakSet()
         _SHARED.add(self)
 
-    cdef _open(self, str name, uint64_t cap, uint32_t size):
+    cdef _open(self, str name, uint64_t cap, uint32_t size, bint create):
         cdef bytes path = (SHM_PREFIX + name).encode()
         cdef int fd
         cdef double give_up = _time.monotonic() + ATTACH_WAIT_S
         while True:
-            fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
+            fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0o600) if create else -1
             if fd >= 0:
                 try:
                     self._create(fd, name, cap or DEFAULT_SHARED_HISTORY_CAP, size or DEFAULT_RECORD_SIZE)
@@ -302,10 +304,14 @@ cdef class SharedOpsLogBroadcaster:
                     _close_fd(fd)
                 self.created = True
                 return
-            if errno != EEXIST:
+            if create and errno != EEXIST:
                 raise OSError(errno, os.strerror(errno), name)
             fd = shm_open(path, O_RDWR, 0)
             if fd < 0:
+                if errno == ENOENT and not create:
+                    raise FileNotFoundError(
+                        errno, f"no shared log {name!r} (create=False only attaches)", name
+                    )
                 if errno == ENOENT and _time.monotonic() < give_up:
                     continue  # removed meanwhile: create it
                 raise OSError(errno, os.strerror(errno), name)

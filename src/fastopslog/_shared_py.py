@@ -21,7 +21,12 @@ class SharedOpsLogBroadcaster:
     """Not available in the pure implementation: raises ``RuntimeError``."""
 
     def __init__(
-        self, name: str, *, history_cap: int | None = None, record_size: int | None = None
+        self,
+        name: str,
+        *,
+        history_cap: int | None = None,
+        record_size: int | None = None,
+        create: bool = True,
     ) -> NoReturn:
         raise RuntimeError(
             "SharedOpsLogBroadcaster needs the compiled core (fastopslog._opslog_c), which"
