@@ -37,7 +37,12 @@ KNOWN = {
     "fastopslog",
     "fastopslog._common",
     "fastopslog._gojson",
+    "fastopslog._broadcaster_py",
+    "fastopslog._entry_py",
+    "fastopslog._filter_py",
     "fastopslog._opslog_py",
+    "fastopslog._ring_py",
+    "fastopslog._subscription_py",
     "fastopslog._waiting",
 }
 # The modules of the ``python -m fastopslog`` commands and what only they use.

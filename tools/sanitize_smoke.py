@@ -6,10 +6,12 @@ and reference the core makes by hand: the history ring (wrapping), rings of
 both overflow policies (evictions), the growing subscriber array, removal
 from its middle, readers parked and woken from threads and asyncio,
 snapshots with and without the GIL, drains, rendering of nasty text, copies
-of sealed entries, subscriptions dropped without ``unsubscribe()``, bad
-arguments, and the shared-memory log (its ring wrapped by two writers while
-read and scanned, truncation, a record never committed). It checks its own
-results and exits non-zero when one is wrong.
+of sealed entries, subscriptions dropped without ``unsubscribe()``, the
+routing index (groups made, grown, shared, unlinked from hash chains and
+freed; the table growing), bad arguments, and the shared-memory log (its
+ring wrapped by two writers while read and scanned, truncation, a record
+never committed). It checks its own results and exits non-zero when one is
+wrong.
 
 Usage: ``python tools/sanitize_smoke.py [ROUNDS]`` (default 3).
 """
@@ -170,6 +172,51 @@ def one_round(r: int) -> int:
     return checks
 
 
+def routing(r: int) -> int:
+    """Groups by model, account and group and in the every list, shared by
+    equal filters, made and freed in churn, the hash table growing past
+    its first size; each subscription checked against ``matches``."""
+    checks = 0
+    b = core.OpsLogBroadcaster(history_cap=0)
+    kinds = (
+        lambda i: core.OpsLogFilter(model=f"m{i % 40}"),
+        lambda i: core.OpsLogFilter(account_id=1 + i % 50, min_status=(0, 500)[i % 2]),
+        lambda i: core.OpsLogFilter(group_id=1 + i % 30, model=("", "gpt")[i % 2]),
+        lambda i: core.OpsLogFilter(min_latency_ms=(0, 100, 200)[i % 3]),
+    )
+    subs = [b.subscribe(kinds[i % 4](i // 4), buf_size=256) for i in range(480)]
+    for step in range(6):
+        published = [
+            core.OpsLogEntry(
+                user_id=n, model=f"m{n % 40}", account_id=n % 60, group_id=n % 35,
+                status=(200, 503)[n % 2], latency_ms=n % 250,
+            )
+            for n in range(120)
+        ]
+        for e in published:
+            b.publish(e)
+        for sub in subs:
+            want = [e.user_id for e in published if sub.filter.matches(e)]
+            assert [e.user_id for e in sub.drain()] == want, sub.filter
+            checks += 1
+        # Out of the middle of groups and chains, and a few dropped
+        # unclosed; then new ones, some into groups just emptied.
+        for i in range(len(subs) - 1 - step, 0, -5):
+            if i % 2:
+                subs.pop(i).unsubscribe()
+            else:
+                subs.pop(i)
+        gc.collect()
+        subs += [b.subscribe(kinds[i % 4](i + step), buf_size=256) for i in range(40)]
+        assert b.stats().subscribers == len(subs)
+    for s in subs[::2]:
+        s.unsubscribe()
+    del subs, s
+    gc.collect()
+    assert b.stats().subscribers == 0
+    return checks
+
+
 def shared_round(r: int) -> int:
     """The shared-memory log: a small ring wrapped many times by two
     publishing threads while the pump reads it, nasty text truncated in
@@ -245,7 +292,7 @@ def shared_round(r: int) -> int:
 
 def main() -> int:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    checks = sum(one_round(r) + shared_round(r) for r in range(rounds))
+    checks = sum(one_round(r) + routing(r) + shared_round(r) for r in range(rounds))
     print(f"sanitize_smoke: {rounds} rounds, {checks} checks passed")
     return 0
 

@@ -225,6 +225,7 @@ cdef class OpsLogEntry:
             PyMem_RawFree(b.data)
 
     cdef OpsLogEntry _copy(self):
+        # Unlike the pure _copy, unsealed: publish seals it in its section.
         cdef OpsLogEntry copy = OpsLogEntry.__new__(OpsLogEntry)
         copy.method = self.method
         copy.path = self.path
