@@ -8,7 +8,10 @@ from its middle, readers parked and woken from threads and asyncio,
 snapshots with and without the GIL, drains, rendering of nasty text, copies
 of sealed entries, subscriptions dropped without ``unsubscribe()``, the
 routing index (groups made, grown, shared, unlinked from hash chains and
-freed; the table growing), and bad arguments. It checks its own results and exits non-zero when one is wrong.
+freed; the table growing), bad arguments, and the shared-memory log (its
+ring wrapped by two writers while read and scanned, truncation, a record
+never committed). It checks its own results and exits non-zero when one is
+wrong.
 
 Usage: ``python tools/sanitize_smoke.py [ROUNDS]`` (default 3).
 """
@@ -17,14 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from queue import Empty
 
 import fastopslog._opslog_c as core
 
-from fastopslog import SubscriptionClosed
+from fastopslog import SubscriptionClosed, unlink_shared
 
 NASTY = "\ud800\x00<>&\u2028\"\\\n\U0001f642\udfff" * 8
 
@@ -212,9 +217,82 @@ def routing(r: int) -> int:
     return checks
 
 
+def shared_round(r: int) -> int:
+    """The shared-memory log: a small ring wrapped many times by two
+    publishing threads while the pump reads it, nasty text truncated in
+    small records, filtered snapshots (without the GIL) of a ring being
+    overwritten, a record never committed, bad arguments, close."""
+    checks = 0
+    name = f"sanitize-{os.getpid()}-{r}"
+    unlink_shared(name)
+    b = core.SharedOpsLogBroadcaster(name, history_cap=61, record_size=256)
+    try:
+        subs = [
+            b.subscribe(core.OpsLogFilter(min_status=(0, 400)[n % 2]), buf_size=50,
+                        overflow=("drop_newest", "drop_oldest")[n % 2])
+            for n in range(4)
+        ]
+        stop = threading.Event()
+
+        def snapshots() -> None:
+            while not stop.is_set():
+                for e in b.snapshot(core.OpsLogFilter(model="gpt")):
+                    assert e.model == "gpt"
+
+        def publisher(k: int) -> None:
+            for n in range(3000):
+                b.publish(entry(n + k))
+
+        threads = [threading.Thread(target=snapshots)]
+        threads += [threading.Thread(target=publisher, args=(k,)) for k in range(2)]
+        for t in threads[1:]:
+            t.start()
+        threads[0].start()
+        for t in threads[1:]:
+            t.join()
+        seq = b._claim_and_abandon(entry(0))
+        b._set_skip_after(0.01)
+        b.publish(entry(1))
+        stop.set()
+        threads[0].join()
+        assert b.stats().published == seq + 1
+        checks += 1
+        deadline = time.monotonic() + 30
+        while b.ring_stats()["next_seq"] <= seq + 1:
+            assert time.monotonic() < deadline, b.ring_stats()
+            time.sleep(0.01)
+        st = b.ring_stats()
+        assert st["skipped"] >= 1, st
+        checks += 1
+        for s in subs:
+            got = s.drain()
+            assert [e.seq for e in got] == sorted({e.seq for e in got})
+            checks += 1
+        snap = b.snapshot()
+        assert 0 < len(snap) <= 61
+        assert any(e.error_detail.endswith("\u2026") for e in snap if e.error_detail)
+        checks += 2
+        bad: list[Callable[[], object]] = [
+            lambda: b.publish(None), lambda: b.snapshot("x"), lambda: b.subscribe(buf_size="x"),
+        ]
+        for call in bad:
+            try:
+                call()
+            except (TypeError, ValueError):
+                checks += 1
+            else:
+                raise AssertionError("a bad call was accepted")
+    finally:
+        b.close()
+        unlink_shared(name)
+    del subs
+    gc.collect()
+    return checks
+
+
 def main() -> int:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    checks = sum(one_round(r) + routing(r) for r in range(rounds))
+    checks = sum(one_round(r) + routing(r) + shared_round(r) for r in range(rounds))
     print(f"sanitize_smoke: {rounds} rounds, {checks} checks passed")
     return 0
 

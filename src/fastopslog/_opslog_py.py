@@ -27,6 +27,7 @@ from __future__ import annotations
 from ._broadcaster_py import OpsLogBroadcaster
 from ._entry_py import OpsLogEntry
 from ._filter_py import OpsLogFilter
+from ._shared_py import SharedOpsLogBroadcaster, unlink_shared
 from ._subscription_py import OpsLogSubscription
 
 __all__ = (
@@ -34,6 +35,8 @@ __all__ = (
     "OpsLogEntry",
     "OpsLogFilter",
     "OpsLogSubscription",
+    "SharedOpsLogBroadcaster",
+    "unlink_shared",
 )
 
 # Each class is defined in the module of its concern but belongs to this one:
