@@ -7,8 +7,9 @@ serve --shared`` (docs/shared.md, "serve").
 1. One SSE reader on ``serve`` from seq 1 while wrk runs: does it receive
    every request, in strictly increasing seq, and does ``/stats`` agree
    with the count wrk reports?
-2. The workers' throughput (wrk's requests/s) with 100 SSE readers of
-   every entry on ``serve``, against none.
+2. The workers' throughput (wrk's requests/s) and their CPU per request
+   (user + system of the worker processes, /proc) with 100 SSE readers of
+   every entry on ``serve``, against none; and serve's CPU per request.
 
 The app is the demo's (``make_app``, no admin routes: the workers serve no
 dashboard) with its delays scaled to zero (``speed=0``), so wrk measures
@@ -93,6 +94,19 @@ def wait_ready(url: str, headers: dict[str, str] | None = None, timeout: float =
         except httpx.HTTPError:
             time.sleep(0.1)
     raise SystemExit(f"{url} not up in {timeout} s")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def published(base: str) -> int:
@@ -200,23 +214,33 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> None:
         one.task.cancel()
 
         print(f"2. workers' throughput, wrk -c{args.connections} {args.duration:g} s, x{args.rounds}")
+        workers = children(gateway.pid)
         rates: dict[str, list[float]] = {"none": [], "100 readers": []}
+        cpu: dict[str, list[float]] = {"none": [], "100 readers": []}
         for _ in range(args.rounds):
             for label in rates:
                 readers = [Reader(dash_port, parse=False) for _ in range(100 if label != "none" else 0)]
                 for r in readers:
                     await asyncio.wait_for(r.ready.wait(), 30)
-                _, rate, _ = await wrk(gw_port, args.duration, args.connections, script)
+                before = cpu_seconds(workers), cpu_seconds([dash.pid])
+                count, rate, _ = await wrk(gw_port, args.duration, args.connections, script)
+                w_cpu = (cpu_seconds(workers) - before[0]) / count * 1e6
+                s_cpu = (cpu_seconds([dash.pid]) - before[1]) / count * 1e6
+                cpu[label].append(w_cpu)
                 received = sum(r.bytes for r in readers)
                 for r in readers:
                     r.task.cancel()
                 await asyncio.sleep(1)
                 rates[label].append(rate)
-                print(f"   {label}: {rate:,.0f} requests/s"
-                      + (f" (readers received {received / 1e6:,.0f} MB)" if readers else ""))  # fmt: skip
+                print(f"   {label}: {rate:,.0f} requests/s; CPU per request: workers "
+                      f"{w_cpu:.0f} µs, serve {s_cpu:.0f} µs"
+                      + (f"; readers received {received / 1e6:,.0f} MB" if readers else ""))  # fmt: skip
         med = {label: sorted(v)[len(v) // 2] for label, v in rates.items()}
+        mcpu = {label: sorted(v)[len(v) // 2] for label, v in cpu.items()}
         print(f"   median: none {med['none']:,.0f}/s, 100 readers {med['100 readers']:,.0f}/s "
-              f"({med['100 readers'] / med['none'] - 1:+.1%})")  # fmt: skip
+              f"({med['100 readers'] / med['none'] - 1:+.1%}); workers' CPU per request "
+              f"{mcpu['none']:.0f} vs {mcpu['100 readers']:.0f} µs "
+              f"({mcpu['100 readers'] / mcpu['none'] - 1:+.1%})")  # fmt: skip
     finally:
         if dash is not None:
             stop(dash)
@@ -227,7 +251,11 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="wrk seconds (default 10)")
-    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    parser.add_argument(
+        "--connections", type=int, default=400,
+        help="wrk connections (default 400: under uvicorn --workers each response waits ~40 ms "
+        "for a delayed ACK, so fewer connections leave the workers idle)",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3, help="rounds of figure 2 (default 3)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

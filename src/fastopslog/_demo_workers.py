@@ -75,7 +75,12 @@ def run_workers(args: argparse.Namespace, token: str) -> int:
     except (RuntimeError, ValueError, TypeError, PermissionError) as exc:
         print(f"fastopslog demo: shared log {args.shared!r}: {exc}", file=sys.stderr)
         return 2
-    sock = socket.socket()
+    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on accepted
+    # sockets whose proto says TCP, and without it a response written in
+    # two parts waits ~40 ms for the client's delayed ACK (uvicorn --workers
+    # has exactly this: its shared socket is made with proto 0).
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
