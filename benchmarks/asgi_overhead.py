@@ -1,14 +1,16 @@
 """What the overhead measurement in BENCHMARKS.md runs: uvicorn app
-factories, two reference middlewares and a crowd of SSE readers.
+factories, two reference middlewares and a crowd of SSE readers. A
+developer tool (it drives wrk, taskset and valgrind), so it lives here and
+not in the installed package; run it from the repository root.
 
-    uvicorn --factory fastopslog.asgi._overhead:plain_app ...        # no middleware
-    uvicorn --factory fastopslog.asgi._overhead:passthrough_app ...  # a middleware doing nothing
-    uvicorn --factory fastopslog.asgi._overhead:see_status_app ...   # one reading the status
-    uvicorn --factory fastopslog.asgi._overhead:middleware_app ...   # OpsLogMiddleware + admin routes
-    python -m fastopslog.asgi._overhead readers --port 8000 --clients 100
-    python -m fastopslog.asgi._overhead micro     # the middlewares alone, in process
-    python -m fastopslog.asgi._overhead compare   # all of the above with wrk, as in BENCHMARKS.md
-    python -m fastopslog.asgi._overhead instructions  # each server under callgrind
+    uvicorn --app-dir benchmarks --factory asgi_overhead:plain_app        # no middleware
+    uvicorn --app-dir benchmarks --factory asgi_overhead:passthrough_app  # a middleware doing nothing
+    uvicorn --app-dir benchmarks --factory asgi_overhead:see_status_app   # one reading the status
+    uvicorn --app-dir benchmarks --factory asgi_overhead:middleware_app   # OpsLogMiddleware + admin
+    python benchmarks/asgi_overhead.py readers --port 8000 --clients 100
+    python benchmarks/asgi_overhead.py micro     # the middlewares alone, in process
+    python benchmarks/asgi_overhead.py compare   # all of the above with wrk, as in BENCHMARKS.md
+    python benchmarks/asgi_overhead.py instructions  # each server under callgrind
 
 Every app serves ``GET /`` with a two-byte text body, the smallest endpoint
 Starlette has, so what a middleware adds is as visible as it can be. The
@@ -47,6 +49,8 @@ import time
 from typing import Any
 
 BENCH_TOKEN = "bench"
+# The servers import this module by its file name from here (uvicorn --app-dir).
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _endpoint_app(routes: list[Any]) -> Any:
@@ -114,8 +118,8 @@ def see_status_app() -> Any:
 def middleware_app() -> Any:
     """The endpoint with OpsLogMiddleware, and the admin routes mounted at
     the default prefix (token ``bench``)."""
-    from .. import OpsLogBroadcaster
-    from . import OpsLogMiddleware, admin_mount
+    from fastopslog import OpsLogBroadcaster
+    from fastopslog.asgi import OpsLogMiddleware, admin_mount
 
     ops = OpsLogBroadcaster(history_cap=1000)
     app = _endpoint_app([admin_mount(ops, token=BENCH_TOKEN)])
@@ -218,8 +222,8 @@ async def _time(app: Any, n: int) -> float:
 
 
 async def _micro(args: argparse.Namespace) -> None:
-    from .. import USE_EXTENSIONS, OpsLogBroadcaster
-    from . import OpsLogMiddleware
+    from fastopslog import USE_EXTENSIONS, OpsLogBroadcaster
+    from fastopslog.asgi import OpsLogMiddleware
 
     ops = OpsLogBroadcaster(history_cap=1000)
     subs = [ops.subscribe(buf_size=1 << 16) for _ in range(args.subscribers)]
@@ -274,7 +278,7 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
 def _server_command(factory: str, port: int, args: argparse.Namespace) -> list[str]:
     """One measured server, as ``compare`` and ``instructions`` start it."""
     return [
-        sys.executable, "-m", "uvicorn", "--factory", f"fastopslog.asgi._overhead:{factory}",
+        sys.executable, "-m", "uvicorn", "--app-dir", _HERE, "--factory", f"asgi_overhead:{factory}",
         "--host", "127.0.0.1", "--port", str(port), "--http", args.http, "--loop", args.loop,
         "--no-access-log", "--log-level", "warning",
     ]
@@ -288,7 +292,7 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
 def _readers_command(port: int, query: str) -> list[str]:
     """100 SSE readers of a measured server; ``query`` "" reads everything."""
     return [
-        sys.executable, "-m", "fastopslog.asgi._overhead", "readers",
+        sys.executable, __file__, "readers",
         "--port", str(port), "--clients", "100",
     ] + (["--query", query] if query else [])
 
@@ -500,7 +504,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fastopslog.asgi._overhead")
+    parser = argparse.ArgumentParser(prog="python benchmarks/asgi_overhead.py")
     commands = parser.add_subparsers(dest="command", required=True)
     readers = commands.add_parser("readers", help="open SSE streams and read them")
     readers.add_argument("--host", default="127.0.0.1")
