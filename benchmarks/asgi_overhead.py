@@ -248,6 +248,199 @@ async def _micro(args: argparse.Namespace) -> None:
         print(f"  {name:30s} {ns:7.0f} ns/request{extra}")
 
 
+# The in-process comparison of the issue's method ("apps"): each framework's
+# smallest endpoint, one middleware added with app.add_middleware, driven
+# with uvicorn-like scopes and no server.
+
+_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.4"},
+    "http_version": "1.1",
+    "server": ("127.0.0.1", 8000),
+    "client": ("127.0.0.1", 50000),
+    "scheme": "http",
+    "method": "GET",
+    "root_path": "",
+    "path": "/",
+    "raw_path": b"/",
+    "query_string": b"",
+}
+_HEADERS = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")]
+
+
+def _framework_app(framework: str) -> Any:
+    """``GET /`` answering ``PlainTextResponse("ok")`` in Starlette or FastAPI."""
+    from starlette.responses import PlainTextResponse
+
+    if framework == "fastapi":
+        from fastapi import FastAPI
+
+        fast = FastAPI()
+
+        @fast.get("/", response_class=PlainTextResponse)
+        async def hello_fast() -> PlainTextResponse:
+            return PlainTextResponse("ok")
+
+        return fast
+    return _endpoint_app([])
+
+
+def _third_party(framework: str) -> dict[str, Any]:
+    """The well-known middlewares that are installed, each a function adding
+    itself to an app; the missing ones are printed and left out."""
+    adders: dict[str, Any] = {}
+    try:
+        from asgi_correlation_id import CorrelationIdMiddleware
+
+        adders["asgi-correlation-id"] = lambda app: app.add_middleware(CorrelationIdMiddleware)
+    except ImportError:
+        print("  (asgi-correlation-id is not installed: left out)")
+    if framework == "fastapi":
+        try:
+            from prometheus_fastapi_instrumentator import Instrumentator
+
+            adders["prometheus-fastapi-instrumentator"] = lambda app: Instrumentator(
+                registry=_registry()
+            ).instrument(app)
+        except ImportError:
+            print("  (prometheus-fastapi-instrumentator is not installed: left out)")
+    try:
+        from starlette_exporter import PrometheusMiddleware
+
+        adders["starlette-exporter"] = lambda app: app.add_middleware(
+            PrometheusMiddleware, app_name=f"app{id(app)}", prefix=f"p{id(app)}"
+        )
+    except ImportError:
+        print("  (starlette-exporter is not installed: left out)")
+    try:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        try:  # With the SDK, spans are recorded (and exported nowhere).
+            from opentelemetry.sdk.trace import TracerProvider
+
+            provider: Any = TracerProvider()
+        except ImportError:
+            provider = None
+            print("  (opentelemetry-sdk is not installed: the no-op tracer is measured)")
+        adders["OpenTelemetry ASGI, send/receive spans excluded"] = lambda app: app.add_middleware(
+            OpenTelemetryMiddleware, tracer_provider=provider, exclude_spans=["send", "receive"]
+        )
+        adders["OpenTelemetry ASGI, all spans"] = lambda app: app.add_middleware(
+            OpenTelemetryMiddleware, tracer_provider=provider
+        )
+    except ImportError:
+        print("  (opentelemetry-instrumentation-asgi is not installed: left out)")
+    return adders
+
+
+def _registry() -> Any:
+    # A registry per app: two instrumented apps in one process would
+    # otherwise register the same metric names twice.
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry()
+
+
+def _call_next_only(app: Any) -> None:
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    async def dispatch(request: Any, call_next: Any) -> Any:
+        return await call_next(request)
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=dispatch)
+
+
+def _apps_variants(framework: str, dashboards: int) -> dict[str, Any]:
+    from fastopslog import OpsLogBroadcaster, OpsLogFilter
+    from fastopslog.asgi import OpsLogMiddleware
+
+    ops = OpsLogBroadcaster(history_cap=1000)
+    watched = OpsLogBroadcaster(history_cap=1000)
+    # Dashboards filtered to server errors, which the endpoint never
+    # answers: they cost the publish its routing, never a delivery.
+    _dashboards = [watched.subscribe(OpsLogFilter(min_status=500)) for _ in range(dashboards)]
+    adders: dict[str, Any] = {
+        "no middleware": None,
+        "pass-through pure ASGI": lambda app: app.add_middleware(PassThrough),
+        "status-reading send wrapper": lambda app: app.add_middleware(SeeStatus),
+        "OpsLogMiddleware": lambda app: app.add_middleware(OpsLogMiddleware, broadcaster=ops),
+        f"OpsLogMiddleware, {dashboards} dashboards matching nothing": lambda app: app.add_middleware(
+            OpsLogMiddleware, broadcaster=watched
+        ),
+        "OpsLogMiddleware, contextvar=True": lambda app: app.add_middleware(
+            OpsLogMiddleware, broadcaster=ops, contextvar=True
+        ),
+        **_third_party(framework),
+        "BaseHTTPMiddleware, call_next only": _call_next_only,
+    }
+    variants = {}
+    for name, add in adders.items():
+        app = _framework_app(framework)
+        if add is not None:
+            add(app)
+        variants[name] = app
+    variants["_keep"] = (ops, watched, _dashboards)  # alive while measured; not timed
+    return variants
+
+
+async def _batch(app: Any, n: int) -> float:
+    """ns per request over ``n`` requests, GC on, each with a fresh scope as
+    a server makes one."""
+    scope, headers = _SCOPE, _HEADERS
+    begin = time.perf_counter_ns()
+    for _ in range(n):
+        await app({**scope, "headers": list(headers), "state": {}}, _receive, _send)
+    return (time.perf_counter_ns() - begin) / n
+
+
+async def _apps(args: argparse.Namespace) -> None:
+    import importlib.metadata as metadata
+
+    from fastopslog import USE_EXTENSIONS
+
+    versions = []
+    for dist in (
+        "fastopslog", "starlette", "fastapi", "asgi-correlation-id", "prometheus-fastapi-instrumentator",
+        "starlette-exporter", "opentelemetry-instrumentation-asgi", "opentelemetry-sdk",
+    ):
+        try:
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    print(f"Python {sys.version.split()[0]}, {', '.join(versions)}")
+    print(f"fastopslog's {'compiled core' if USE_EXTENSIONS else 'pure Python'} implementation")
+    timed: dict[tuple[str, str], Any] = {}
+    for framework in args.frameworks:
+        print(f"{framework}:")
+        variants = _apps_variants(framework, args.dashboards)
+        for name, app in variants.items():
+            if not name.startswith("_"):
+                timed[framework, name] = app
+        timed[framework, "_keep"] = variants["_keep"]
+    apps = {key: app for key, app in timed.items() if not key[1].startswith("_")}
+    for app in apps.values():  # warm up: build each middleware stack, fill the memos
+        await _batch(app, 50)
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in apps}
+    for _ in range(args.rounds):
+        for key, app in apps.items():  # round-robin, so drift hits every variant alike
+            samples[key].append(await _batch(app, args.number))
+    result: dict[str, dict[str, float]] = {}
+    for framework in args.frameworks:
+        base = statistics.median(samples[framework, "no middleware"])
+        print(f"\n{framework}: median of {args.rounds} rounds x {args.number} requests, ns per request")
+        result[framework] = {}
+        for (fw, name), values in samples.items():
+            if fw != framework:
+                continue
+            median = statistics.median(values)
+            result[framework][name] = median
+            added = "" if name == "no middleware" else f"  +{(median - base) / 1000:6.2f} us"
+            print(f"  {name:58s} {median:9.0f}{added}")
+    if args.json:
+        with open(args.json, "w") as out_file:
+            json.dump(result, out_file, indent=1)
+
+
 _SERVERS = {  # name: (port offset, factory, readers' query or None)
     "plain": (0, "plain_app", None),
     # The same as "plain": how far apart two identical servers measure is
@@ -517,6 +710,14 @@ def main(argv: list[str] | None = None) -> None:
     micro.add_argument("--number", type=int, default=20000)
     micro.add_argument("--repeat", type=int, default=9)
     micro.add_argument("--subscribers", type=int, default=0, help="subscriptions reading everything")
+    apps = commands.add_parser(
+        "apps", help="each middleware in Starlette and FastAPI, in process, interleaved"
+    )
+    apps.add_argument("--number", type=int, default=1000, help="requests per batch")
+    apps.add_argument("--rounds", type=int, default=21)
+    apps.add_argument("--dashboards", type=int, default=100, help="subscriptions matching nothing")
+    apps.add_argument("--frameworks", nargs="+", default=["starlette", "fastapi"])
+    apps.add_argument("--json", help="also write the medians here")
     compare = commands.add_parser("compare", help="the wrk measurement of BENCHMARKS.md")
     compare.add_argument("--port", type=int, default=8771, help="first of seven ports")
     compare.add_argument("--seconds", type=int, default=10, help="per wrk run")
@@ -538,6 +739,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_instructions(args))
     if args.command == "compare":
         sys.exit(_compare(args))
+    if args.command == "apps":
+        asyncio.run(_apps(args))
+        return
     if args.command == "micro":
         asyncio.run(_micro(args))
         return

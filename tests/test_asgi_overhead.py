@@ -80,3 +80,21 @@ def test_micro_reports_every_variant(capsys: pytest.CaptureFixture[str]) -> None
     ):
         assert f"  {name}" in out
     assert "2 subscribers" in out
+
+
+def test_apps_reports_every_middleware_on_both_frameworks(capsys: pytest.CaptureFixture[str]) -> None:
+    _overhead.main(["apps", "--number", "5", "--rounds", "1", "--dashboards", "2"])
+    out = capsys.readouterr().out
+    assert "starlette 1." in out and "fastapi 0." in out  # the versions measured
+    for framework in ("starlette", "fastapi"):
+        section = out.split(f"\n{framework}: median")[1].split("\n\n")[0]
+        for name in (
+            "no middleware",
+            "pass-through pure ASGI",
+            "status-reading send wrapper",
+            "OpsLogMiddleware ",
+            "OpsLogMiddleware, 2 dashboards matching nothing",
+            "OpsLogMiddleware, contextvar=True",
+            "BaseHTTPMiddleware, call_next only",
+        ):
+            assert f"  {name}" in section, (framework, name)
