@@ -1375,3 +1375,7 @@ def _after_fork():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
+
+
+# The ASGI middleware's per-request path (asgi/middleware.py is its reference).
+include "_asgi_c.pxi"

@@ -58,7 +58,7 @@ from contextvars import ContextVar
 from time import perf_counter_ns
 from typing import Any
 
-from .. import OpsLogBroadcaster, OpsLogEntry
+from .. import USE_EXTENSIONS, OpsLogBroadcaster, OpsLogEntry
 from .redact import Redactor, truncate
 
 __all__ = (
@@ -476,3 +476,14 @@ class OpsLogMiddleware:
                 stream=bool(stream),
                 **kept,
             )
+
+
+if USE_EXTENSIONS:
+    # On the compiled core, a request takes the core's copy of __call__ and
+    # of _Recorder (_asgi_c.pxi): the same steps, with no bytecode of ours
+    # on the common path. The methods above stay the slow paths of both.
+    from .._opslog_c import _asgi_call
+
+    OpsLogMiddleware.__call__ = _asgi_call(  # type: ignore[method-assign]
+        OpsLogContext, _current, STATE_KEY, logger
+    )
