@@ -11,10 +11,31 @@
 from cpython.contextvars cimport PyContextVar_Reset, PyContextVar_Set
 from time import perf_counter_ns as _perf_counter_ns
 
+cdef extern from *:
+    """
+    /* time.perf_counter_ns() without a Python call where it is known to be
+       clock_gettime(CLOCK_MONOTONIC): Linux (CPython's _PyTime_GetPerfCounter
+       reads that clock there). Elsewhere 0, and the caller asks Python. */
+    #if defined(__linux__)
+    #include <time.h>
+    static int64_t fastopslog_monotonic_ns(void) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    }
+    #else
+    static int64_t fastopslog_monotonic_ns(void) { return 0; }
+    #endif
+    """
+    int64_t fastopslog_monotonic_ns() noexcept nogil
+
 
 cdef inline int64_t _clock_ns() except? -1:
-    # perf_counter_ns itself, so the Python slow path (the middleware's
-    # _entry) and this one read the same clock on every platform.
+    # The clock of time.perf_counter_ns, which the middleware's Python slow
+    # path (_entry) reads: the two must agree, as a latency spans both.
+    cdef int64_t ns = fastopslog_monotonic_ns()
+    if ns:
+        return ns
     return _perf_counter_ns()
 
 
@@ -124,7 +145,7 @@ def _asgi_call(context_type, current, state_key, logger):
             self._finish(scope, ctx, rec, start, exc)
             raise
         else:
-            if ctx.__dict__ or rec.disconnected or rec.chunked or not rec.end:
+            if ctx._fields or rec.disconnected or rec.chunked or not rec.end:
                 self._finish(scope, ctx, rec, start, None)
             else:
                 try:
