@@ -9,6 +9,7 @@ not in the installed package; run it from the repository root.
     uvicorn --app-dir benchmarks --factory asgi_overhead:middleware_app   # OpsLogMiddleware + admin
     python benchmarks/asgi_overhead.py readers --port 8000 --clients 100
     python benchmarks/asgi_overhead.py micro     # the middlewares alone, in process
+    python benchmarks/asgi_overhead.py apps      # each middleware in Starlette and FastAPI, in process
     python benchmarks/asgi_overhead.py compare   # all of the above with wrk, as in BENCHMARKS.md
     python benchmarks/asgi_overhead.py instructions  # each server under callgrind
 
@@ -20,7 +21,10 @@ status, the least a middleware that logs responses must do. The readers
 open ``/admin/ops/logs/stream`` (token ``bench``) over raw sockets and read
 as fast as they can, counting bytes and events; they report when stopped
 (Ctrl-C or ``--seconds``). ``micro`` times the middlewares around a bare
-ASGI app in process, with no server and no network. ``compare`` runs the
+ASGI app in process, with no server and no network; ``apps`` times each
+middleware (the reference ones, OpsLogMiddleware, and the well-known ones
+that are installed) added to Starlette's and FastAPI's smallest endpoint,
+batches interleaved round-robin, GC on. ``compare`` runs the
 whole measurement: seven servers side by side pinned to CPU 0 (the
 endpoint alone, twice, the second copy a control that shows the noise
 floor; inside each reference middleware; inside OpsLogMiddleware; the same
@@ -393,7 +397,7 @@ async def _batch(app: Any, n: int) -> float:
     return (time.perf_counter_ns() - begin) / n
 
 
-async def _apps(args: argparse.Namespace) -> None:
+def _versions() -> str:
     import importlib.metadata as metadata
 
     from fastopslog import USE_EXTENSIONS
@@ -407,17 +411,20 @@ async def _apps(args: argparse.Namespace) -> None:
             versions.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
             pass
-    print(f"Python {sys.version.split()[0]}, {', '.join(versions)}")
-    print(f"fastopslog's {'compiled core' if USE_EXTENSIONS else 'pure Python'} implementation")
-    timed: dict[tuple[str, str], Any] = {}
+    core = "compiled core" if USE_EXTENSIONS else "pure Python"
+    return f"Python {sys.version.split()[0]}, {', '.join(versions)}; fastopslog's {core}"
+
+
+async def _apps(args: argparse.Namespace) -> None:
+    print(_versions())
+    apps: dict[tuple[str, str], Any] = {}
+    kept = []
     for framework in args.frameworks:
         print(f"{framework}:")
         variants = _apps_variants(framework, args.dashboards)
+        kept.append(variants.pop("_keep"))
         for name, app in variants.items():
-            if not name.startswith("_"):
-                timed[framework, name] = app
-        timed[framework, "_keep"] = variants["_keep"]
-    apps = {key: app for key, app in timed.items() if not key[1].startswith("_")}
+            apps[framework, name] = app
     for app in apps.values():  # warm up: build each middleware stack, fill the memos
         await _batch(app, 50)
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in apps}
@@ -426,20 +433,23 @@ async def _apps(args: argparse.Namespace) -> None:
             samples[key].append(await _batch(app, args.number))
     result: dict[str, dict[str, float]] = {}
     for framework in args.frameworks:
-        base = statistics.median(samples[framework, "no middleware"])
-        print(f"\n{framework}: median of {args.rounds} rounds x {args.number} requests, ns per request")
+        base = samples[framework, "no middleware"]
+        print(
+            f"\n{framework}: median of {args.rounds} rounds x {args.number} requests, ns per request; "
+            "added: the median over rounds of the difference to no middleware in the same round"
+        )
         result[framework] = {}
         for (fw, name), values in samples.items():
             if fw != framework:
                 continue
             median = statistics.median(values)
-            result[framework][name] = median
-            added = "" if name == "no middleware" else f"  +{(median - base) / 1000:6.2f} us"
-            print(f"  {name:58s} {median:9.0f}{added}")
+            added = statistics.median(v - b for v, b in zip(values, base, strict=True))
+            result[framework][name] = added
+            shown = "" if name == "no middleware" else f"  {added / 1000:+7.2f} us"
+            print(f"  {name:58s} {median:9.0f}{shown}")
     if args.json:
         with open(args.json, "w") as out_file:
             json.dump(result, out_file, indent=1)
-
 
 _SERVERS = {  # name: (port offset, factory, readers' query or None)
     "plain": (0, "plain_app", None),
