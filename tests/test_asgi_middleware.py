@@ -8,6 +8,7 @@ These use ``import fastopslog`` (the compiled core unless
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 from typing import Any
@@ -695,3 +696,12 @@ async def test_a_context_records_what_the_app_set_in_order() -> None:
     assert (ctx.model, ctx.turns, ctx.account_id) == ("m", 3, 0)
     with pytest.raises(AttributeError):
         setattr(ctx, "_fields", {})  # noqa: B010
+
+
+def test_the_middleware_is_seen_as_an_asgi3_app(ops: OpsLogBroadcaster) -> None:
+    # uvicorn tells ASGI 3 from ASGI 2 by whether __call__ is a coroutine
+    # function; on the core, __call__ is the compiled one.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    assert inspect.iscoroutinefunction(OpsLogMiddleware(app, ops).__call__)
