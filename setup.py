@@ -36,7 +36,7 @@ else:
                 "fastopslog._opslog_c",
                 ["src/fastopslog/_opslog_c.pyx"],
                 # The parts it includes, so that editing one rebuilds it.
-                depends=sorted(glob.glob("src/fastopslog/_*_c.pxi")),
+                depends=sorted(glob.glob("src/fastopslog/_*_c.pxi")) + ["src/fastopslog/_shm.h"],
                 define_macros=macros,
                 extra_compile_args=extra_compile_args,
             )

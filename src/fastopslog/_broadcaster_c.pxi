@@ -151,36 +151,27 @@ cdef class OpsLogBroadcaster:
             g = routes.every[i]
             if _matches(&g.rest, key):
                 delivered += self._fan_out_group(g, entry)
+        # An entry's field <= 0 (or empty model) is no filter's route key.
         if routes.n_by[_BY_MODEL] and key.model.length:
-            h = _route_hash(_BY_MODEL, key.model.hash)
-            g = _route_chain(routes, h)
-            while g != NULL:
-                if (
-                    g.hash == h and g.kind == _BY_MODEL
-                    and _same_model(&g.spec.model, &key.model) and _matches(&g.rest, key)
-                ):
-                    delivered += self._fan_out_group(g, entry)
-                g = g.next
+            delivered += self._fan_out_chain(_BY_MODEL, key.model.hash, key, entry)
         if routes.n_by[_BY_ACCOUNT] and key.account_id > 0:
-            h = _route_hash(_BY_ACCOUNT, key.account_id)
-            g = _route_chain(routes, h)
-            while g != NULL:
-                if (
-                    g.hash == h and g.kind == _BY_ACCOUNT
-                    and g.spec.account_id == key.account_id and _matches(&g.rest, key)
-                ):
-                    delivered += self._fan_out_group(g, entry)
-                g = g.next
+            delivered += self._fan_out_chain(_BY_ACCOUNT, key.account_id, key, entry)
         if routes.n_by[_BY_GROUP] and key.group_id > 0:
-            h = _route_hash(_BY_GROUP, key.group_id)
-            g = _route_chain(routes, h)
-            while g != NULL:
-                if (
-                    g.hash == h and g.kind == _BY_GROUP
-                    and g.spec.group_id == key.group_id and _matches(&g.rest, key)
-                ):
-                    delivered += self._fan_out_group(g, entry)
-                g = g.next
+            delivered += self._fan_out_chain(_BY_GROUP, key.group_id, key, entry)
+        return delivered
+
+    cdef inline Py_ssize_t _fan_out_chain(
+        self, int kind, int64_t id, const _Key* key, PyObject* entry
+    ) noexcept nogil:
+        """Offer ``entry`` to the matching groups filed under ``kind`` and
+        the entry's ``id`` for it; as _fan_out."""
+        cdef Py_ssize_t delivered = 0
+        cdef size_t h = _route_hash(kind, id)
+        cdef _Group* g = _route_chain(&self._routes, h)
+        while g != NULL:
+            if _filed_under(g, kind, h, key) and _matches(&g.rest, key):
+                delivered += self._fan_out_group(g, entry)
+            g = g.next
         return delivered
 
     cdef inline Py_ssize_t _fan_out_group(self, _Group* g, PyObject* entry) noexcept nogil:
@@ -309,6 +300,7 @@ cdef class OpsLogBroadcaster:
         # if ``since`` was never published here.
         return gap or since < self._seq - self._history_len or since > self._seq
 
+    # Takes the subscription, which holds its _Ring (the pure one takes the _Ring).
     cdef void _remove(self, OpsLogSubscription sub) noexcept:
         """Take ``sub`` out of its routing group (once), free the group if
         it was the last in it, and mark ``sub`` closed."""

@@ -201,9 +201,22 @@ cdef inline _Group* _route_chain(const _Routes* r, size_t h) noexcept nogil:
     return r.buckets[h & r.mask]
 
 
+cdef inline bint _filed_under(const _Group* g, int kind, size_t h, const _Key* key) noexcept nogil:
+    """Whether ``g``, found in the chain of hash ``h``, is filed under
+    ``kind`` and the key's value for it (hashes of different keys meet)."""
+    if g.hash != h or g.kind != kind:
+        return False
+    if kind == _BY_MODEL:
+        return _same_model(&g.spec.model, &key.model)
+    if kind == _BY_ACCOUNT:
+        return g.spec.account_id == key.account_id
+    return g.spec.group_id == key.group_id
+
+
 cdef _Spec _normalized(const _Spec* f) noexcept nogil:
     # Filters that differ only in how they say "unset" (0 or negative)
-    # select the same entries, so they share a group.
+    # select the same entries, so they share a group (the pure side groups
+    # by ==, which keeps them apart: the same deliveries either way).
     cdef _Spec s = f[0]
     if s.min_status < 0:
         s.min_status = 0

@@ -148,5 +148,6 @@ include "_entry_c.pxi"
 include "_ring_c.pxi"
 include "_subscription_c.pxi"
 include "_broadcaster_c.pxi"
+include "_shared_c.pxi"
 # The ASGI middleware's per-request path (asgi/middleware.py is its reference).
 include "_asgi_c.pxi"
