@@ -384,7 +384,10 @@ async def test_stream_primes_then_goes_live(ops: OpsLogBroadcaster) -> None:
     stream = sse(app)
     ready = await stream.next_event()
     assert ready["event"] == "ready"
-    assert json.loads(ready["data"]) == {"resumed": False, "replay": 10, "last_event_id": None, "filter": {}}
+    data = json.loads(ready["data"])
+    assert abs(data.pop("now") - time.time()) < WAIT
+    assert data.pop("started") <= time.time()
+    assert data == {"resumed": False, "replay": 10, "last_event_id": None, "filter": {}}
     assert ready["retry"] == "2000"
     primed = await stream.entries(10)
     assert [seq for seq, _ in primed] == [e.seq for e in entries[-10:]]

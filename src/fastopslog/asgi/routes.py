@@ -25,8 +25,9 @@ or FastAPI); ``admin_mount(ops, token=...)`` is the same as a ready
     - unnamed (``message``) events, one per entry: ``id`` is the entry's
       sequence number, ``data`` its JSON;
     - ``ready`` first, ``data`` ``{"resumed": bool, "replay": n | null,
-      "last_event_id": s | null, "filter": {...}}``, with ``retry`` (the
-      reconnect delay for ``EventSource``);
+      "last_event_id": s | null, "filter": {...}, "now": t, "started": t}``
+      (the server's clock, and when its process started: a page tells a
+      restart by it), with ``retry`` (the reconnect delay for ``EventSource``);
     - ``lost``: entries this client will never see. ``{"reason":
       "history", "after": s}`` when a resume asked for entries history no
       longer holds (``sub.history_gap``); ``{"reason": "slow", "count": n,
@@ -86,6 +87,7 @@ import json
 import logging
 import operator
 import re
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -111,6 +113,7 @@ _CHUNK_CACHE_SIZE = 256
 _SEQ = operator.attrgetter("seq")
 INT64_MAX = 2**63 - 1
 MAX_MODEL_CHARS = 256
+PROCESS_STARTED = round(time.time(), 3)
 
 AuthResult = bool | Response | None
 Authorize = Callable[[Request], AuthResult | Awaitable[AuthResult]]
@@ -353,6 +356,8 @@ class _EventStream:
             "replay": self.replay if self.since_seq is None else None,
             "last_event_id": self.since_seq,
             "filter": _filter_dict(self.flt),
+            "now": round(time.time(), 3),
+            "started": PROCESS_STARTED,
         }
         head = f"retry: {admin.retry_ms}\nevent: ready\ndata: {json.dumps(ready)}\n\n"
         if sub.history_gap:
