@@ -492,6 +492,13 @@ class _Admin:
         self._reports: dict[tuple[int | None, str | None], str] = {}
         self._report_tick = -1
 
+    async def fresh_summary(self) -> None:
+        """Start the summary's feed if it is not running; when it was just
+        started, let it take the history in before the first answer."""
+        if self.summary_feed.ensure().fed == 0:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
     def summary_json(self, seconds: int | None, model: str | None, top: int = 10) -> str:
         """The summary report as JSON, made once per tick of the summary
         clock for each (seconds, model) and shared by every stream."""
@@ -606,6 +613,8 @@ class _Admin:
                 raise BadParameter("query parameter 'summary_seconds' needs summary=1")
         except BadParameter as exc:
             return _error(400, str(exc))
+        if summary_seconds is not None:
+            await self.fresh_summary()
         return _EventStream(self, flt, replay, since, summary_seconds)
 
     async def summary(self, request: Request) -> Response:
@@ -626,11 +635,7 @@ class _Admin:
                 )
         except BadParameter as exc:
             return _error(400, str(exc))
-        if self.summary_feed.ensure().fed == 0:
-            # The feed's task was just started: let it take the history in
-            # before the first answer.
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
+        await self.fresh_summary()
         return Response(
             self.summary_json(seconds, model, top),
             media_type="application/json",
