@@ -6,6 +6,7 @@ FASTOPSLOG_DEBUG_BUILD=1 compiles with assertions, no optimisation, debug
 symbols and Cython line tracing, for coverage and sanitizer runs.
 """
 
+import glob
 import os
 import sys
 
@@ -34,6 +35,8 @@ else:
             Extension(
                 "fastopslog._opslog_c",
                 ["src/fastopslog/_opslog_c.pyx"],
+                # The parts it includes, so that editing one rebuilds it.
+                depends=sorted(glob.glob("src/fastopslog/_*_c.pxi")) + ["src/fastopslog/_shm.h"],
                 define_macros=macros,
                 extra_compile_args=extra_compile_args,
             )

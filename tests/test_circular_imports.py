@@ -37,11 +37,22 @@ KNOWN = {
     "fastopslog",
     "fastopslog._common",
     "fastopslog._gojson",
+    "fastopslog._broadcaster_py",
+    "fastopslog._entry_py",
+    "fastopslog._filter_py",
     "fastopslog._opslog_py",
+    "fastopslog._ring_py",
+    "fastopslog._subscription_py",
     "fastopslog._waiting",
 }
 # The modules of the ``python -m fastopslog`` commands and what only they use.
-TOOL_MODULES = {"fastopslog._bench", "fastopslog._demo", "fastopslog._soak", "fastopslog._workload"}
+TOOL_MODULES = {
+    "fastopslog._bench",
+    "fastopslog._demo",
+    "fastopslog._serve",
+    "fastopslog._soak",
+    "fastopslog._workload",
+}
 TIMEOUT = 120  # against a hang only
 
 
@@ -224,13 +235,18 @@ def _imported_by(*args: str) -> tuple[str, set[str]]:
 
 def test_help_lists_the_commands_without_importing_them() -> None:
     out, imported = _imported_by("--help")
-    assert re.findall(r"^    (\w+) ", out, re.M) == ["bench", "demo", "soak"], out
+    assert re.findall(r"^    (\w+) ", out, re.M) == ["bench", "demo", "serve", "soak"], out
     assert imported & TOOL_MODULES == set(), f"--help imported {sorted(imported & TOOL_MODULES)}"
 
 
 @pytest.mark.parametrize(
     "command, needs",
-    [("bench", {"_bench", "_workload"}), ("demo", {"_demo"}), ("soak", {"_soak", "_workload"})],
+    [
+        ("bench", {"_bench", "_workload"}),
+        ("demo", {"_demo"}),
+        ("serve", {"_serve"}),
+        ("soak", {"_soak", "_workload"}),
+    ],
 )
 def test_a_command_imports_only_its_own_module(command: str, needs: set[str]) -> None:
     out, imported = _imported_by(command, "--help")

@@ -241,3 +241,26 @@ def test_model_wrong_type(impl, value):
 def test_int_field_limits_accepted(impl, name):
     assert getattr(impl.OpsLogFilter(**{name: INT64_MAX}), name) == INT64_MAX
     assert getattr(impl.OpsLogFilter(**{name: INT64_MIN}), name) == INT64_MIN
+
+
+def test_pure_routes_group_equal_filters_under_their_first_equality_field():
+    # The pure routing index (the core's is C structs): one group per
+    # distinct filter, filed by model, then account, then group, else "every".
+    from fastopslog._filter_py import OpsLogFilter, _Routes
+    from fastopslog._ring_py import _Ring
+
+    def rings(n, **fields):
+        return [_Ring(OpsLogFilter(**fields), 4, False) for _ in range(n)]
+
+    by_model = rings(3, model="m", account_id=7)
+    by_account = rings(2, account_id=7, group_id=9)
+    by_group = rings(1, group_id=9, min_status=500)
+    every = rings(2) + rings(1, min_latency_ms=5)
+    routes = _Routes(by_model + by_account + by_group + every)
+    assert [rings for _, rings in routes.by_model["m"]] == [tuple(by_model)]
+    assert [rings for _, rings in routes.by_account[7]] == [tuple(by_account)]
+    assert [rings for _, rings in routes.by_group[9]] == [tuple(by_group)]
+    assert [rings for _, rings in routes.every] == [tuple(every[:2]), tuple(every[2:])]
+    # What is left to check once found: nothing when the key is all there is.
+    assert [match is None for match, _ in routes.every] == [True, False]
+    assert routes.by_model["m"][0][0] is not None  # account_id still to check

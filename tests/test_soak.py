@@ -117,12 +117,12 @@ class LossyBroadcaster(_opslog_py.OpsLogBroadcaster):
         super().__init__(history_cap)
         self._deliveries = 0
 
-    def _deliver(self, entry, subs, wakers):
-        if self._routes is not None and subs is self._routes.every:
+    def _fan_out(self, entry, groups, wakers):
+        if self._routes is not None and groups is self._routes.every:
             self._deliveries += 1
             if self._deliveries == 2000:
                 return wakers
-        return super()._deliver(entry, subs, wakers)
+        return super()._fan_out(entry, groups, wakers)
 
 
 def test_soak_fails_on_a_lost_delivery():

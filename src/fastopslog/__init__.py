@@ -24,7 +24,9 @@ __all__ = (
     "OpsLogFilter",
     "OpsLogStats",
     "OpsLogSubscription",
+    "SharedOpsLogBroadcaster",
     "SubscriptionClosed",
+    "unlink_shared",
 )
 
 NO_EXTENSIONS = bool(os.environ.get("FASTOPSLOG_NO_EXTENSIONS")) or (
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
         OpsLogEntry,
         OpsLogFilter,
         OpsLogSubscription,
+        SharedOpsLogBroadcaster,
+        unlink_shared,
     )
 
     USE_EXTENSIONS: bool
@@ -49,6 +53,8 @@ else:
                 OpsLogEntry,
                 OpsLogFilter,
                 OpsLogSubscription,
+                SharedOpsLogBroadcaster,
+                unlink_shared,
             )
         except ModuleNotFoundError as exc:
             # Only a core that is not there (a pure install) means the pure
@@ -63,4 +69,6 @@ else:
             OpsLogEntry,
             OpsLogFilter,
             OpsLogSubscription,
+            SharedOpsLogBroadcaster,
+            unlink_shared,
         )

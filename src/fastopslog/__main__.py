@@ -1,4 +1,4 @@
-"""``python -m fastopslog COMMAND``: ``bench``, ``demo`` and ``soak``.
+"""``python -m fastopslog COMMAND``: ``bench``, ``demo``, ``serve`` and ``soak``.
 
 Each command lives in its own module, which adds its arguments and sets
 ``run``. Only the module of the command being run is imported: ``--help``
@@ -15,6 +15,10 @@ from importlib import import_module
 COMMANDS = {
     "bench": ("._bench", "measure publish, snapshot and entry overhead"),
     "demo": ("._demo", "run a fake LLM gateway with the ops log middleware and live page"),
+    "serve": (
+        "._serve",
+        "serve the admin routes and live page for a log outside this process (--redis URL)",
+    ),
     "soak": (
         "._soak",
         "run publishers, churning subscriptions and readers for a while, checking every count",

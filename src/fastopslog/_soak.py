@@ -756,6 +756,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: the one `import fastopslog` uses (the default)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures here")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="soak the shared-memory log instead: N writer processes, readers in two"
+        " others, writers killed mid-record (compiled core only)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -811,6 +819,10 @@ def _pair(figure: dict[str, int]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.processes > 0:
+        from ._soak_shared import run_shared
+
+        return run_shared(args)
     name = args.impl
     if name == "auto":
         import fastopslog

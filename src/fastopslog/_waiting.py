@@ -1,7 +1,9 @@
 """Blocking and asyncio reads, shared by both implementations.
 
-A subscription implements two primitives, each atomic under its
-broadcaster's lock:
+A subscription implements two primitives, each atomic with respect to
+publishes and ``unsubscribe()`` (the core: under the GIL, as no step gives it
+up; the pure side: without its module-wide lock, each step one deque
+operation, ordered against publishes as ``_subscription_py`` explains):
 
 - ``_pop_or_park(waker)`` returns the oldest buffered entry; when the buffer
   is empty it raises :class:`SubscriptionClosed` if the subscription is

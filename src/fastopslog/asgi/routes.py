@@ -42,11 +42,15 @@ or FastAPI); ``admin_mount(ops, token=...)`` is the same as a ready
     Entries are written in chunks: after the first entry arrives a stream
     waits for the next tick of a ``flush_interval`` clock (50 ms) and sends
     everything gathered as one chunk, so a busy gateway costs each
-    dashboard a few sends a second rather than one per entry; streams with
-    the same filter share the chunk. A send that does not complete within
-    ``send_timeout`` seconds ends the stream (a stuck client is dropped). Whatever ends the stream (the
-    client going away, a timeout, cancellation, server shutdown), the
-    subscription is unsubscribed.
+    dashboard a few sends a second rather than one per entry. Streams with
+    the same filter share a chunk only when, in the same tick, their
+    batches start at the same seq, are as long, and are known to hold the
+    same entries (their seqs are consecutive, or the subscription never
+    dropped one); any other batch gets a chunk of its own. A send that does
+    not complete within ``send_timeout`` seconds ends the stream (a stuck
+    client is dropped). Whatever ends the stream (the client going away, a
+    timeout, cancellation, server shutdown), the subscription is
+    unsubscribed.
 ``GET /stats``
     ``{"published": …, "dropped": …, "subscribers": …}``.
 ``GET /summary``

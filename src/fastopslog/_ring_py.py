@@ -1,0 +1,74 @@
+"""Pure implementation: _Ring, a subscription's bounded buffer, with the
+drop policy and its parked readers.
+
+Publishes push under the broadcaster's lock; readers pop and park without
+it (see ``_opslog_py``), so every step either side takes on ``buf`` and
+``waiters`` is one deque operation, atomic under the GIL.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from ._entry_py import OpsLogEntry
+from ._filter_py import OpsLogFilter
+
+
+class _Ring:
+    """A subscription's state as the broadcaster sees it. The user holds an
+    :class:`OpsLogSubscription` around it; the broadcaster never references
+    that wrapper, so dropping it lets the garbage collector unsubscribe."""
+
+    __slots__ = ("filter", "route", "buf", "cap", "drop_oldest", "dropped", "closed", "waiters")
+
+    def __init__(self, flt: OpsLogFilter, cap: int, drop_oldest: bool) -> None:
+        self.filter = flt
+        # First: a filter made without __init__ fails here, before any change.
+        self.route = flt._route()
+        self.buf: deque[OpsLogEntry] = deque()
+        self.cap = cap
+        self.drop_oldest = drop_oldest
+        self.dropped = 0
+        self.closed = True  # until subscribe() registers it
+        self.waiters: deque[Callable[[], object]] = deque()
+
+    def push(self, entry: OpsLogEntry) -> int:
+        """Offer ``entry``: 1 when a full buffer cost an entry (``entry``
+        itself, or with drop_oldest the oldest buffered), else 0. Under the
+        lock; a reader may pop meanwhile."""
+        buf = self.buf
+        if len(buf) < self.cap:
+            buf.append(entry)
+            return 0
+        if self.drop_oldest:
+            try:
+                buf.popleft()  # the oldest makes room, unread: a drop
+            except IndexError:
+                # Readers emptied the buffer since the length check: room
+                # without a drop.
+                buf.append(entry)
+                return 0
+            buf.append(entry)
+        self.dropped += 1
+        return 1
+
+    def pop(self) -> OpsLogEntry:
+        """The oldest buffered entry; ``IndexError`` when there is none."""
+        return self.buf.popleft()
+
+    def take_waiters(
+        self, wakers: list[Callable[[], object]] | None
+    ) -> list[Callable[[], object]]:
+        """Move every parked reader's waker to ``wakers``, to be called once
+        the lock is released. One popleft at a time: a reader may park
+        meanwhile, and is then either taken here or sees what woke it."""
+        if wakers is None:
+            wakers = []
+        waiters = self.waiters
+        while waiters:
+            try:
+                wakers.append(waiters.popleft())
+            except IndexError:  # an _unpark took the last one
+                break
+        return wakers
