@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -20,6 +21,8 @@ import pytest
 from fastopslog import OpsLogBroadcaster, OpsLogEntry
 
 TOKEN = "browser-test-token"
+# Screenshots of each behaviour, for a person to look at; CI keeps the directory.
+ARTIFACTS = Path(os.environ.get("FASTOPSLOG_ARTIFACTS", Path(__file__).parent / "artifacts"))
 WAIT = 30.0  # against hangs only
 
 
@@ -110,13 +113,18 @@ def text_of(driver: Any, element_id: str) -> str:
 def rows(driver: Any) -> list[dict[str, Any]]:
     """What the table shows: seq, status, class, path of each row."""
     result: list[dict[str, Any]] = driver.execute_script(
-        """return Array.from(document.querySelectorAll('#rows tr')).map(function (tr) {
+        """return Array.from(document.querySelectorAll('#rows tr[data-seq]')).map(function (tr) {
              return {seq: +tr.getAttribute('data-seq'), status: +tr.getAttribute('data-status'),
                      cls: tr.className, path: tr.children[2].textContent,
                      model: tr.children[5].textContent};
            });"""
     )
     return result
+
+
+def shot(driver: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"live-page-{name}.png"))
 
 
 def state(driver: Any) -> str:
@@ -209,7 +217,7 @@ def test_the_drop_counter_moves(browser: Any, ops: OpsLogBroadcaster) -> None:
         dropped = int(text_of(browser, "dropped"))
         wait(browser, lambda d: int(text_of(d, "received")) >= 64, "the buffered entries")
         assert int(text_of(browser, "received")) + dropped == 3000
-        assert len(rows(browser)) <= 500
+        assert len(rows(browser)) <= 2000
 
 
 def test_login_form_pause_and_resume(browser: Any, ops: OpsLogBroadcaster) -> None:
@@ -231,6 +239,9 @@ def test_login_form_pause_and_resume(browser: Any, ops: OpsLogBroadcaster) -> No
         field.send_keys(TOKEN)
         login.find_element(By.CSS_SELECTOR, "button").click()
         wait(browser, lambda d: state(d) == "live", "the page to go live")
+        # Hidden once logged in (a form's display: flex once overrode hidden).
+        assert not login.is_displayed()
+        shot(browser, "after-login")
 
         publish(ops, 4)
         wait(browser, lambda d: len(rows(d)) == 4, "4 rows")
@@ -264,7 +275,7 @@ def test_a_thousand_entries_a_second(browser: Any, ops: OpsLogBroadcaster) -> No
         thread.join(WAIT)
         wait(browser, lambda d: int(text_of(d, "received")) == total, "every entry to arrive")
         shown = rows(browser)
-        assert len(shown) == 500
+        assert len(shown) == 2000  # the default scroll-back
         assert shown[0]["seq"] == ops.stats().published
         assert text_of(browser, "dropped") == "0"
 
@@ -285,3 +296,242 @@ def test_reconnects_and_resumes_after_a_server_restart(browser: Any, ops: OpsLog
         more = publish(ops, 2, start=7)
         want = [e.seq for e in reversed(first + missed + more)]
         wait(browser, lambda d: [r["seq"] for r in rows(d)] == want, "the missed and new rows, once each")
+
+
+def summaries(driver: Any) -> int:
+    return int(driver.execute_script("return window.opslog ? window.opslog.summaries : 0"))
+
+
+def summary_total(driver: Any) -> int:
+    return int(
+        driver.execute_script(
+            "return window.opslog && window.opslog.summary ? window.opslog.summary.totals.requests : -1"
+        )
+    )
+
+
+def test_charts_draw_the_summary_and_keep_updating(browser: Any, ops: OpsLogBroadcaster) -> None:
+    browser.set_window_size(1400, 900)
+    publish(ops, 40)
+    with start(ops) as server:
+        browser.get(f"{server.url}/admin/ops/logs/#token={TOKEN}")
+        wait(browser, lambda d: summary_total(d) == 40, "the summary of the 40 entries")
+        charts = browser.execute_script(
+            """return ['chart-rate', 'chart-errors', 'chart-latency'].map(function (id) {
+                 var lines = document.querySelectorAll('#' + id + ' svg polyline');
+                 return {lines: lines.length, points: lines[0].getAttribute('points').split(' ').length,
+                         shown: document.getElementById(id).getBoundingClientRect().height > 50};
+               });"""
+        )
+        assert [c["lines"] for c in charts] == [2, 2, 3]
+        assert all(c["shown"] and c["points"] >= 1 for c in charts)
+        # The breakdowns: status classes and models, from the summary.
+        assert "5xx 20" in text_of(browser, "classes")
+        assert {"gpt-4o", "claude"} <= set(
+            browser.execute_script(
+                "return Array.from(document.querySelectorAll('#models tr[data-model]'))"
+                ".map(function (tr) { return tr.getAttribute('data-model'); });"
+            )
+        )
+        # Updating: later entries reach the charts without a reload.
+        before = summaries(browser)
+        publish(ops, 25, start=40)
+        wait(browser, lambda d: summary_total(d) == 65, "the summary to count 25 more")
+        assert summaries(browser) > before
+        shot(browser, "charts")
+
+
+def test_a_click_on_a_breakdown_filters_the_log(browser: Any, ops: OpsLogBroadcaster) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1400, 900)
+    history = publish(ops, 24)
+    with start(ops) as server:
+        browser.get(f"{server.url}/admin/ops/logs/#token={TOKEN}")
+        wait(browser, lambda d: len(rows(d)) == 24, "24 rows")
+        wait(browser, lambda d: summary_total(d) == 24, "the summary")
+        browser.find_element(By.CSS_SELECTOR, "#classes [data-class='4']").click()
+        want = [e.seq for e in reversed(history) if e.status // 100 == 4]
+        wait(browser, lambda d: [r["seq"] for r in rows(d)] == want, "only 4xx rows")
+        assert "class=4" in browser.current_url
+        # Back to every class, then the claude model from the model list.
+        browser.find_element(By.CSS_SELECTOR, "#classes [data-class='4']").click()
+        wait(browser, lambda d: len(rows(d)) == 24, "every row again")
+        claude = "#models tr[data-model='claude']"
+        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, claude), "claude listed")
+        browser.find_element(By.CSS_SELECTOR, "#models tr[data-model='claude']").click()
+        want = [e.seq for e in reversed(history) if e.model == "claude"]
+        wait(browser, lambda d: [r["seq"] for r in rows(d)] == want, "only claude rows")
+        assert "model=claude" in browser.current_url
+        # 429 on its own, through the status select.
+        publish(ops, 3, start=24, status=429)
+        browser.find_element(By.CSS_SELECTOR, "#filters select[name=class] option[value='429']").click()
+        browser.find_element(By.NAME, "model").clear()
+        browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+        wait(browser, lambda d: [r["status"] for r in rows(d)] == [429, 429, 429], "only the 429 rows")
+        # Free-text search over what the page holds.
+        browser.find_element(By.CSS_SELECTOR, "#classes [data-class='429']").click()
+        wait(browser, lambda d: len(rows(d)) == 27, "every row again")
+        browser.find_element(By.ID, "search").send_keys("/v1/chat/25")
+        visible = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#rows tr[data-seq]'))"
+            ".filter(function (tr) { return tr.offsetParent !== null; }).length"
+        )
+        assert visible == 1
+        shot(browser, "filtered")
+
+
+def test_the_detail_view_shows_every_field_and_copies_json(browser: Any, ops: OpsLogBroadcaster) -> None:
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1400, 900)
+    detail = "upstream said: " + "x" * 600 + " END"
+    entry = OpsLogEntry(
+        method="POST", path="/v1/chat/completions", status=502, latency_ms=1234,
+        model="claude-3-5-sonnet-20241022",
+        account_id=7, group_id=2, api_key_id=11, user_id=101, turns=3, prompt_chars=900,
+        upstream_status=502, error_message="upstream returned 502", error_detail=detail, stream=True,
+    )
+    ops.publish(entry)
+    with start(ops) as server:
+        browser.get(f"{server.url}/admin/ops/logs/#token={TOKEN}")
+        wait(browser, lambda d: len(rows(d)) == 1, "the row")
+        browser.find_element(By.CSS_SELECTOR, "#rows tr[data-seq]").click()
+        wait(browser, lambda d: d.find_element(By.ID, "detail").is_displayed(), "the detail view")
+        fields = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#detail-rows tr'))"
+            ".map(function (tr) { return [tr.getAttribute('data-field'), tr.children[1].textContent]; });"
+        )
+        got = dict(fields)
+        assert got["error_detail"] == detail  # whole, not cut
+        assert got["model"] == "claude-3-5-sonnet-20241022"
+        assert "ago" in got["time"] or "now" in got["time"]
+        assert set(got) >= {"seq", "method", "path", "status", "latency_ms", "account_id", "upstream_status"}
+        # The time cell shows milliseconds.
+        cell = browser.find_element(By.CSS_SELECTOR, "#rows tr[data-seq] td").text
+        assert len(cell.split(".")[1][:3]) == 3
+        browser.find_element(By.ID, "copy").click()
+        copied = json.loads(browser.execute_script("return window.opslog.copied"))
+        assert copied == {**entry.to_dict(), "seq": 1} | {"time": copied["time"]}
+        shot(browser, "detail")
+        browser.find_element(By.ID, "close").click()
+        assert not browser.find_element(By.ID, "detail").is_displayed()
+
+
+def test_the_narrow_layout_keeps_the_key_columns(browser: Any, ops: OpsLogBroadcaster) -> None:
+    publish(ops, 20)
+    ops.publish(OpsLogEntry(status=500, latency_ms=5, model="claude-3-5-sonnet", error_message="boom"))
+    with start(ops) as server:
+        browser.set_window_size(420, 900)
+        try:
+            browser.get(f"{server.url}/admin/ops/logs/#token={TOKEN}")
+            wait(browser, lambda d: len(rows(d)) == 21, "the rows")
+            width = browser.execute_script("return window.innerWidth")
+            layout = browser.execute_script(
+                """var ths = document.querySelectorAll('#log thead th');
+                   return {scroll: document.documentElement.scrollWidth,
+                           cols: Array.from(ths).map(function (th) {
+                             var r = th.getBoundingClientRect();
+                             return [th.textContent, r.width > 0 && r.right <= window.innerWidth + 1];
+                           })};"""
+            )
+            visible = [name for name, shown in layout["cols"] if shown]
+            assert visible == ["time", "status", "latency", "model", "error"]
+            assert layout["scroll"] <= width  # no sideways scrolling
+            shot(browser, "narrow-420")
+        finally:
+            browser.set_window_size(1400, 900)
+
+
+class ThrottledProxy:
+    """A TCP proxy on 127.0.0.1 passing the server's bytes to the browser
+    at ``rate`` bytes/s: a client on a slow link, in its own thread."""
+
+    def __init__(self, target_port: int, rate: int) -> None:
+        import asyncio
+        import socket
+
+        self.target_port = target_port
+        self.rate = rate
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def _pipe(self, reader: Any, writer: Any, rate: int | None) -> None:
+        import asyncio
+
+        try:
+            while data := await reader.read(rate // 10 if rate else 65536):
+                writer.write(data)
+                await writer.drain()
+                if rate:
+                    await asyncio.sleep(len(data) / rate)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _client(self, reader: Any, writer: Any) -> None:
+        import asyncio
+
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        await asyncio.gather(
+            self._pipe(reader, up_writer, None), self._pipe(up_reader, writer, self.rate)
+        )
+
+    def __enter__(self) -> ThrottledProxy:
+        import asyncio
+
+        self.thread.start()
+
+        async def serve() -> Any:
+            return await asyncio.start_server(self._client, sock=self.sock)
+
+        self.server = asyncio.run_coroutine_threadsafe(serve(), self.loop).result(WAIT)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import asyncio
+
+        async def shutdown() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(WAIT)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WAIT)
+        self.loop.close()
+
+
+def test_the_lag_indicator_under_a_throttled_client(browser: Any, ops: OpsLogBroadcaster) -> None:
+    """A browser on a link slower than the stream: the rows arrive late,
+    and the page says it is behind instead of live."""
+    stop = threading.Event()
+
+    def publisher() -> None:
+        i = 0
+        while not stop.is_set():
+            publish(ops, 20, start=i)  # 400/s, about 60 kB/s of stream
+            i += 20
+            time.sleep(0.05)
+
+    with start(ops, buf_size=100_000) as server, ThrottledProxy(server.port, 20_000) as proxy:
+        browser.get(f"http://127.0.0.1:{proxy.port}/admin/ops/logs/#token={TOKEN}")
+        wait(browser, lambda d: state(d) == "live", "the page to go live")
+        thread = threading.Thread(target=publisher, daemon=True)
+        thread.start()
+        try:
+            wait(browser, lambda d: state(d) == "behind", "the page to say it is behind")
+            assert text_of(browser, "state").startswith("behind by ")
+            assert int(text_of(browser, "lag").split()[0].lstrip("<")) >= 3
+            shot(browser, "behind")
+        finally:
+            stop.set()
+            thread.join(WAIT)

@@ -8,6 +8,7 @@ These use ``import fastopslog`` (the compiled core unless
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 from typing import Any
@@ -662,3 +663,45 @@ async def test_fastapi(ops: OpsLogBroadcaster) -> None:
     assert (sync_entry.account_id, sync_entry.path) == (5, "/sync")
     assert (fail_entry.status, fail_entry.error_message) == (500, "LookupError: no upstream")
     assert missing_entry.status == 404
+
+
+async def test_a_failed_request_s_latency_spans_its_start_and_its_failure(ops: OpsLogBroadcaster) -> None:
+    # The start is stamped on the common path, the end on the failure path
+    # (in Python even on the core): the two must read the same clock.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.06)
+        raise RuntimeError("late")
+
+    async def unused(*args: Any) -> Any:
+        raise AssertionError("the app neither receives nor sends")
+
+    with pytest.raises(RuntimeError):
+        await OpsLogMiddleware(app, ops)(
+            {"type": "http", "method": "GET", "path": "/x", "query_string": b""}, unused, unused
+        )
+    entry = only(ops)
+    assert (entry.status, entry.error_message) == (500, "RuntimeError: late")
+    # A lower bound, and a sanity bound far above any pause a loaded machine
+    # adds: two different clocks would be hours or years apart.
+    assert 50 <= entry.latency_ms < 60_000
+
+
+async def test_a_context_records_what_the_app_set_in_order() -> None:
+    ctx = OpsLogContext()
+    assert repr(ctx) == "OpsLogContext()"
+    ctx.turns = 2
+    ctx.model = "m"
+    ctx.turns = 3
+    assert repr(ctx) == "OpsLogContext(turns=3, model='m')"
+    assert (ctx.model, ctx.turns, ctx.account_id) == ("m", 3, 0)
+    with pytest.raises(AttributeError):
+        setattr(ctx, "_fields", {})  # noqa: B010
+
+
+def test_the_middleware_is_seen_as_an_asgi3_app(ops: OpsLogBroadcaster) -> None:
+    # uvicorn tells ASGI 3 from ASGI 2 by whether __call__ is a coroutine
+    # function; on the core, __call__ is the compiled one.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    assert inspect.iscoroutinefunction(OpsLogMiddleware(app, ops).__call__)

@@ -7,6 +7,9 @@ asserted here."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +18,11 @@ pytest.importorskip("sse_starlette")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from fastopslog.asgi import _overhead  # noqa: E402
+# A developer tool, not part of the package: it lives in benchmarks/ (a
+# directory of scripts, whose conftest would clash with the root one as a
+# module on mypy's path, hence imported by name here).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+_overhead = importlib.import_module("asgi_overhead")
 
 FACTORIES = ["plain_app", "passthrough_app", "see_status_app", "middleware_app"]
 
@@ -73,3 +80,21 @@ def test_micro_reports_every_variant(capsys: pytest.CaptureFixture[str]) -> None
     ):
         assert f"  {name}" in out
     assert "2 subscribers" in out
+
+
+def test_apps_reports_every_middleware_on_both_frameworks(capsys: pytest.CaptureFixture[str]) -> None:
+    _overhead.main(["apps", "--number", "5", "--rounds", "1", "--dashboards", "2"])
+    out = capsys.readouterr().out
+    assert "starlette 1." in out and "fastapi 0." in out  # the versions measured
+    for framework in ("starlette", "fastapi"):
+        section = out.split(f"\n{framework}: median")[1].split("\n\n")[0]
+        for name in (
+            "no middleware",
+            "pass-through pure ASGI",
+            "status-reading send wrapper",
+            "OpsLogMiddleware ",
+            "OpsLogMiddleware, 2 dashboards matching nothing",
+            "OpsLogMiddleware, contextvar=True",
+            "BaseHTTPMiddleware, call_next only",
+        ):
+            assert f"  {name}" in section, (framework, name)

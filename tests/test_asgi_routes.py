@@ -73,7 +73,7 @@ URL = DEFAULT_PREFIX
 
 async def test_every_data_route_refuses_without_credentials(ops: OpsLogBroadcaster) -> None:
     async with client(make_app(ops)) as http:
-        for route in ("/recent", "/stream", "/stats"):
+        for route in ("/recent", "/stream", "/stats", "/summary"):
             response = await http.get(URL + route)
             assert response.status_code == 401, route
             assert response.headers["www-authenticate"].startswith("Bearer")
@@ -83,6 +83,13 @@ async def test_every_data_route_refuses_without_credentials(ops: OpsLogBroadcast
             assert wrong.json() == {"error": "invalid bearer token"}
             basic = await http.get(URL + route, headers={"Authorization": "Basic " + TOKEN})
             assert basic.status_code == 401
+            assert "not use the 'Basic' scheme" in basic.json()["error"]
+            assert TOKEN not in basic.text
+            # A bare token, without the word Bearer, is told so, unlike no header.
+            bare = await http.get(URL + route, headers={"Authorization": TOKEN})
+            assert bare.status_code == 401
+            assert "the word Bearer is missing" in bare.json()["error"]
+            assert TOKEN not in bare.text
         assert (await http.get(URL + "/stats", headers=AUTH)).status_code == 200
     assert ops.stats().subscribers == 0
 
@@ -188,15 +195,20 @@ async def test_recent_is_the_snapshot_as_json(ops: OpsLogBroadcaster) -> None:
         response = await http.get(URL + "/recent", headers=AUTH)
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json"
-        assert response.text == "[" + ",".join(e.to_json() for e in entries) + "]"
+        # Each entry as to_json() renders it, with its seq added.
+        assert response.text == "[" + ",".join(
+            e.to_json()[:-1] + f',"seq":{e.seq}}}' for e in entries
+        ) + "]"
         assert response.headers["x-opslog-last-seq"] == str(entries[-1].seq)
 
         got = (await http.get(URL + "/recent?min_status=500&model=claude", headers=AUTH)).json()
-        want = [e.to_dict() for e in entries if e.status >= 500 and e.model == "claude"]
+        want = [
+            {**e.to_dict(), "seq": e.seq} for e in entries if e.status >= 500 and e.model == "claude"
+        ]
         assert got == want and got
 
         got = (await http.get(URL + "/recent?account_id=2&limit=2", headers=AUTH)).json()
-        assert got == [e.to_dict() for e in entries if e.account_id == 2][-2:]
+        assert got == [{**e.to_dict(), "seq": e.seq} for e in entries if e.account_id == 2][-2:]
 
         got = (await http.get(URL + "/recent?min_latency_ms=7&group_id=", headers=AUTH)).json()
         assert [e["latency_ms"] for e in got] == [7, 8, 9]
@@ -372,7 +384,10 @@ async def test_stream_primes_then_goes_live(ops: OpsLogBroadcaster) -> None:
     stream = sse(app)
     ready = await stream.next_event()
     assert ready["event"] == "ready"
-    assert json.loads(ready["data"]) == {"resumed": False, "replay": 10, "last_event_id": None, "filter": {}}
+    data = json.loads(ready["data"])
+    assert abs(data.pop("now") - time.time()) < WAIT
+    assert data.pop("started") <= time.time()
+    assert data == {"resumed": False, "replay": 10, "last_event_id": None, "filter": {}}
     assert ready["retry"] == "2000"
     primed = await stream.entries(10)
     assert [seq for seq, _ in primed] == [e.seq for e in entries[-10:]]
@@ -588,3 +603,99 @@ async def test_head_on_the_stream_does_not_hang(ops: OpsLogBroadcaster) -> None:
 def test_routes_compose_with_other_routes(ops: OpsLogBroadcaster) -> None:
     mount = admin_mount(ops, "/ops/", token=TOKEN)
     assert isinstance(mount, Mount) and mount.path == "/ops"
+
+
+# /summary, the summary events, the JSON 404, the end of a stream at shutdown
+
+
+async def test_summary_counts_every_entry(ops: OpsLogBroadcaster) -> None:
+    entries = publish(ops, 12)  # statuses 200, 404, 500, 502 in turn; models alternate
+    async with client(make_app(ops)) as http:
+        response = await http.get(URL + "/summary?seconds=60", headers=AUTH)
+        assert response.status_code == 200
+        got = response.json()
+        assert got["seconds"] == 60 and len(got["series"]["requests"]) == 60
+        assert got["totals"]["requests"] == 12
+        assert (got["totals"]["2xx"], got["totals"]["4xx"], got["totals"]["5xx"]) == (3, 3, 6)
+        assert got["totals"]["errors"] == 9
+        assert sum(got["series"]["requests"]) == 12
+        assert got["newest_seq"] == entries[-1].seq
+        assert got["models"] == ["claude", "gpt-4o"]
+        by_errors = got["top_models"]["by_errors"]
+        assert by_errors[0] == {"model": "claude", "requests": 6, "errors": 6}
+        # The series of one model only.
+        claude = (await http.get(URL + "/summary?seconds=60&model=claude", headers=AUTH)).json()
+        assert claude["totals"]["requests"] == 6 and claude["totals"]["2xx"] == 0
+        # Later entries come in through the feed's subscription.
+        publish(ops, 4, status=429)
+        for _ in range(200):
+            got = (await http.get(URL + "/summary", headers=AUTH)).json()
+            if got["totals"]["requests"] == 16:
+                break
+            await asyncio.sleep(0.02)
+        assert got["totals"]["429"] == 4 and got["totals"]["4xx"] == 7
+        for query, message in (
+            ("seconds=0", "query parameter 'seconds' must be an integer from 1"),
+            ("top=x", "query parameter 'top' must be an integer"),
+            ("min_status=5", "unknown query parameter 'min_status'"),
+        ):
+            response = await http.get(f"{URL}/summary?{query}", headers=AUTH)
+            assert (response.status_code, response.json()["error"][: len(message)]) == (400, message)
+    # The one feed subscription of this process, whatever the dashboards.
+    assert ops.stats().subscribers == 1
+
+
+async def test_stream_sends_summary_events_when_asked(ops: OpsLogBroadcaster) -> None:
+    publish(ops, 8)
+    app = make_app(ops, summary_interval=0.1)
+    stream = sse(app, "summary=1&summary_seconds=30&model=claude")
+    assert (await stream.next_event())["event"] == "ready"
+    first = await stream.next_event()
+    assert first["event"] == "summary"
+    report = json.loads(first["data"])
+    assert report["seconds"] == 30 and report["model"] == "claude"
+    # The summary follows the stream's model; idle, it still comes each interval.
+    primed = 0
+    while report["totals"]["requests"] != 4 or primed < 4:
+        event = await stream.next_event()
+        if event.get("event") == "summary":
+            report = json.loads(event["data"])
+        else:
+            primed += json.loads(event["data"])["model"] == "claude"
+    await stream.hang_up()
+    plain = sse(app)
+    await plain.next_event()
+    publish(ops, 2)
+    await plain.entries(2)
+    assert all(event.get("event") != "summary" for event in plain.others)
+    await plain.hang_up()
+    async with client(app) as http:
+        response = await http.get(URL + "/stream?summary_seconds=5", headers=AUTH)
+        assert response.status_code == 400 and "needs summary=1" in response.json()["error"]
+
+
+async def test_unknown_routes_are_a_json_404(ops: OpsLogBroadcaster) -> None:
+    async with client(make_app(ops)) as http:
+        response = await http.get(URL + "/nope", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json() == {"error": "no such route under the ops log prefix"}
+
+
+async def test_a_stream_ends_its_response_at_server_shutdown(ops: OpsLogBroadcaster) -> None:
+    """sse-starlette returns without the final body when the server shuts
+    down; the stream ends it, so uvicorn has nothing to complain of."""
+    from sse_starlette.sse import AppStatus
+
+    stream = sse(make_app(ops))
+    await stream.next_event()
+    AppStatus.should_exit = True
+    try:
+        assert stream.task is not None
+        await asyncio.wait_for(stream.task, WAIT)
+    finally:
+        AppStatus.should_exit = False
+    bodies = []
+    while not stream.chunks.empty():
+        bodies.append(stream.chunks.get_nowait())
+    assert bodies[-1] == b""  # the last message: the empty body ending the response
+    assert ops.stats().subscribers == 0

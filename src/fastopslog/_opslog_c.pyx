@@ -8,8 +8,9 @@ Files
     and is included in this order: ``_gojson_c.pxi`` (the Go JSON encoder),
     ``_filter_c.pxi`` (``_Model``, ``_Key``, ``_Spec``, ``_matches``,
     ``OpsLogFilter``, ``_Routes``), ``_entry_c.pxi`` (``OpsLogEntry``), ``_ring_c.pxi``
-    (``_Ring``), ``_subscription_c.pxi`` (``OpsLogSubscription``) and
-    ``_broadcaster_c.pxi`` (``OpsLogBroadcaster``, fork handling).
+    (``_Ring``), ``_subscription_c.pxi`` (``OpsLogSubscription``),
+    ``_broadcaster_c.pxi`` (``OpsLogBroadcaster``, fork handling) and
+    ``_asgi_c.pxi`` (the ASGI middleware's per-request path).
 
 Data layout
     History is a ring kept as two parallel arrays: the fields filters read
@@ -148,3 +149,5 @@ include "_ring_c.pxi"
 include "_subscription_c.pxi"
 include "_broadcaster_c.pxi"
 include "_shared_c.pxi"
+# The ASGI middleware's per-request path (asgi/middleware.py is its reference).
+include "_asgi_c.pxi"

@@ -56,9 +56,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextvars import ContextVar
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, ClassVar
 
-from .. import OpsLogBroadcaster, OpsLogEntry
+from .. import USE_EXTENSIONS, OpsLogBroadcaster, OpsLogEntry
 from .redact import Redactor, truncate
 
 __all__ = (
@@ -99,9 +99,12 @@ class OpsLogContext:
     Setting a name that is not a field is an ``AttributeError``, so a typo
     cannot go unnoticed."""
 
-    # Class-level defaults: a fresh context costs one empty object, and only
-    # what the app sets lands in the instance dict, which is all the
-    # middleware has to look at.
+    # Class-level defaults: a fresh context costs one empty object. What the
+    # app sets is an instance attribute (for the app to read back) and is
+    # also kept in ``_fields``, in the order set, which is all the
+    # middleware looks at: ``None`` until the first write, so an untouched
+    # context costs the middleware one attribute read (reading ``__dict__``
+    # would make CPython build the instance's dict).
     model: str = ""
     account_id: int = 0
     group_id: int = 0
@@ -114,13 +117,19 @@ class OpsLogContext:
     upstream_status: int = 0
     stream: bool | None = None
     skip: bool = False
+    _fields: ClassVar[dict[str, Any] | None] = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in _CONTEXT_FIELDS:
             raise AttributeError(
                 f"OpsLogContext has no field {name!r}; fields: {', '.join(sorted(_CONTEXT_FIELDS))}"
             )
-        self.__dict__[name] = value
+        fields = self._fields
+        if fields is None:
+            fields = {}
+            object.__setattr__(self, "_fields", fields)
+        fields[name] = value
+        object.__setattr__(self, name, value)
 
     def update(self, **fields: Any) -> None:
         """Set several fields at once: ``ctx.update(model="gpt-4o", turns=3)``."""
@@ -128,11 +137,12 @@ class OpsLogContext:
             setattr(self, name, value)
 
     def __repr__(self) -> str:
-        return f"OpsLogContext({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
+        fields = self._fields or {}
+        return f"OpsLogContext({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
 
-# The context's fields are its annotated class attributes: one list.
-_CONTEXT_FIELDS = frozenset(OpsLogContext.__annotations__)
+# The context's fields are its annotated public class attributes: one list.
+_CONTEXT_FIELDS = frozenset(name for name in OpsLogContext.__annotations__ if not name.startswith("_"))
 
 Redact = bool | None | Redactor | Callable[[str], str]
 
@@ -302,7 +312,7 @@ class OpsLogMiddleware:
             self._finish(scope, ctx, rec, start, exc)
             raise
         else:
-            if ctx.__dict__ or rec.disconnected or rec.chunked or not rec.end:
+            if ctx._fields or rec.disconnected or rec.chunked or not rec.end:
                 self._finish(scope, ctx, rec, start, None)
             else:
                 # The common case, inline: a complete, unstreamed response
@@ -387,7 +397,7 @@ class OpsLogMiddleware:
         exc: BaseException | None,
     ) -> OpsLogEntry | None:
         end = rec.end or perf_counter_ns()
-        fields = ctx.__dict__
+        fields = ctx._fields or {}
         stream: bool | None = None
         if fields:
             if fields.get("skip"):
@@ -476,3 +486,14 @@ class OpsLogMiddleware:
                 stream=bool(stream),
                 **kept,
             )
+
+
+if USE_EXTENSIONS:
+    # On the compiled core, a request takes the core's copy of __call__ and
+    # of _Recorder (_asgi_c.pxi): the same steps, with no bytecode of ours
+    # on the common path. The methods above stay the slow paths of both.
+    from .._opslog_c import _asgi_call
+
+    OpsLogMiddleware.__call__ = _asgi_call(  # type: ignore[method-assign]
+        OpsLogContext, _current, STATE_KEY, logger
+    )

@@ -7,7 +7,7 @@ or FastAPI); ``admin_mount(ops, token=...)`` is the same as a ready
 
 ``GET /recent``
     The history as a JSON array of entries (each as ``entry.to_json()``
-    renders it), oldest first. Query parameters: the filter fields
+    renders it, with its sequence number added as ``seq``), oldest first. Query parameters: the filter fields
     ``min_status``, ``model``, ``account_id``, ``group_id``,
     ``min_latency_ms``, and ``limit`` (the newest ``limit`` entries, default
     100). The ``X-Opslog-Last-Seq`` header carries the sequence number of
@@ -25,14 +25,19 @@ or FastAPI); ``admin_mount(ops, token=...)`` is the same as a ready
     - unnamed (``message``) events, one per entry: ``id`` is the entry's
       sequence number, ``data`` its JSON;
     - ``ready`` first, ``data`` ``{"resumed": bool, "replay": n | null,
-      "last_event_id": s | null, "filter": {...}}``, with ``retry`` (the
-      reconnect delay for ``EventSource``);
+      "last_event_id": s | null, "filter": {...}, "now": t, "started": t}``
+      (the server's clock, and when its process started: a page tells a
+      restart by it), with ``retry`` (the reconnect delay for ``EventSource``);
     - ``lost``: entries this client will never see. ``{"reason":
       "history", "after": s}`` when a resume asked for entries history no
       longer holds (``sub.history_gap``); ``{"reason": "slow", "count": n,
       "total": t}`` when the client's buffer overflowed (``sub.dropped``
       grew by ``n``);
-    - ``: ping`` comments every ``ping`` seconds.
+    - ``: ping`` comments every ``ping`` seconds;
+    - ``summary`` (only with ``summary=1``): the rolling summary of
+      ``/summary`` every ``summary_interval`` seconds, of the stream's
+      ``model`` when its filter sets one, over ``summary_seconds``
+      (default: the summary's window).
 
     Entries are written in chunks: after the first entry arrives a stream
     waits for the next tick of a ``flush_interval`` clock (50 ms) and sends
@@ -48,6 +53,13 @@ or FastAPI); ``admin_mount(ops, token=...)`` is the same as a ready
     unsubscribed.
 ``GET /stats``
     ``{"published": …, "dropped": …, "subscribers": …}``.
+``GET /summary``
+    The rolling summary (``fastopslog.asgi.summary``): per second over the
+    last minutes, requests, status classes, errors and latency
+    percentiles, with totals and the top models and accounts by requests
+    and by errors; computed once per process for every dashboard.
+    Parameters: ``seconds`` (how many of the newest seconds), ``model``
+    (series and totals of that model only), ``top`` (list length).
 ``GET /``
     The live-tail page (one static HTML file, no external resources).
 ``POST /session`` / ``DELETE /session``
@@ -66,7 +78,7 @@ itself holds no data and is served without credentials unless
 ``page_requires_auth=True`` (for an ``authorize`` callable that recognizes
 the browser, by your own session cookie say); it asks for the token when
 the data routes refuse it. A bad query parameter is a 400 with a JSON ``{"error": …}``
-naming it.
+naming it; an unknown route under the prefix a JSON 404.
 """
 
 from __future__ import annotations
@@ -79,6 +91,7 @@ import json
 import logging
 import operator
 import re
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -91,6 +104,7 @@ from starlette.routing import Mount, Route, Router
 from .. import OpsLogBroadcaster, OpsLogFilter, SubscriptionClosed
 from .._common import Overflow
 from .middleware import DEFAULT_PREFIX, Receive, Scope, Send
+from .summary import DEFAULT_WINDOW, SummaryFeed
 
 __all__ = ("COOKIE_NAME", "admin_mount", "admin_routes")
 
@@ -103,6 +117,7 @@ _CHUNK_CACHE_SIZE = 256
 _SEQ = operator.attrgetter("seq")
 INT64_MAX = 2**63 - 1
 MAX_MODEL_CHARS = 256
+PROCESS_STARTED = round(time.time(), 3)
 
 AuthResult = bool | Response | None
 Authorize = Callable[[Request], AuthResult | Awaitable[AuthResult]]
@@ -110,7 +125,10 @@ Authorize = Callable[[Request], AuthResult | Awaitable[AuthResult]]
 _FILTER_INTS = ("min_status", "account_id", "group_id", "min_latency_ms")
 _FILTER_PARAMS = (*_FILTER_INTS, "model")
 _RECENT_PARAMS = frozenset((*_FILTER_PARAMS, "limit"))
-_STREAM_PARAMS = frozenset((*_FILTER_PARAMS, "replay", "last_event_id"))
+_STREAM_PARAMS = frozenset(
+    (*_FILTER_PARAMS, "replay", "last_event_id", "summary", "summary_seconds")
+)
+_SUMMARY_PARAMS = frozenset(("seconds", "model", "top"))
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -209,12 +227,23 @@ class _Auth:
 
     @staticmethod
     def bearer(request: Request) -> str | None:
+        """The bearer token; ``None`` without an ``Authorization`` header;
+        :class:`BadParameter` for a header of another form."""
         header = request.headers.get("authorization")
-        if not header:
+        if not header or not header.strip():
             return None
         scheme, _, value = header.strip().partition(" ")
+        if not value.strip():
+            raise BadParameter(
+                "the Authorization header must read 'Bearer <token>': the word Bearer is missing"
+            )
         if scheme.lower() != "bearer":
-            return None
+            # The scheme is echoed only when it is a plain word, never what
+            # might be a token.
+            named = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 16 else " given"
+            raise BadParameter(
+                f"the Authorization header must read 'Bearer <token>', not use the{named} scheme"
+            )
         return value.strip()
 
     async def check(self, request: Request) -> Response | None:
@@ -223,8 +252,14 @@ class _Auth:
             return None
         refusal: Response | None = None
         if self._token_digest is not None:
-            given = self.bearer(request)
-            if given is not None:
+            malformed: str | None = None
+            try:
+                given = self.bearer(request)
+            except BadParameter as exc:
+                given, malformed = None, str(exc)
+            if malformed is not None:
+                refusal = _error(401, malformed, {"WWW-Authenticate": 'Bearer realm="fastopslog"'})
+            elif given is not None:
                 if self.token_ok(given):
                     return None
                 refusal = _error(
@@ -270,11 +305,14 @@ class _EventStream:
         flt: OpsLogFilter | None,
         replay: int,
         since_seq: int | None,
+        summary_seconds: int | None = None,
     ) -> None:
         self.admin = admin
         self.flt = flt
         self.replay = replay
         self.since_seq = since_seq
+        # None: no summary events; else the seconds each one covers.
+        self.summary_seconds = summary_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         admin = self.admin
@@ -286,6 +324,14 @@ class _EventStream:
             sub = admin.broadcaster.subscribe(
                 self.flt, admin.buf_size, replay=self.replay, overflow=admin.overflow
             )
+        completed = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal completed
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                completed = True
+
         async with sub:
             response = EventSourceResponse(
                 self._events(sub),
@@ -295,11 +341,17 @@ class _EventStream:
                 headers={"Cache-Control": "no-store"},
             )
             try:
-                await response(scope, receive, send)
+                await response(scope, receive, tracked)
             except SendTimeoutError:
                 # The client stopped reading: drop it. The server closes
                 # the connection as the response is incomplete.
                 logger.info("fastopslog: dropped a dashboard that stopped reading (send timeout)")
+                return
+            if not completed:
+                # sse-starlette returns without ending the body when the
+                # server shuts down (Ctrl-C with a dashboard open), which
+                # uvicorn logs as an error: end it, as a finished stream.
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _events(self, sub: Any) -> Any:
         admin = self.admin
@@ -308,25 +360,40 @@ class _EventStream:
             "replay": self.replay if self.since_seq is None else None,
             "last_event_id": self.since_seq,
             "filter": _filter_dict(self.flt),
+            "now": round(time.time(), 3),
+            "started": PROCESS_STARTED,
         }
         head = f"retry: {admin.retry_ms}\nevent: ready\ndata: {json.dumps(ready)}\n\n"
         if sub.history_gap:
             lost = {"reason": "history", "after": self.since_seq}
             head += f"event: lost\ndata: {json.dumps(lost)}\n\n"
+        summary_every = admin.summary_interval if self.summary_seconds is not None else 0.0
+        loop = asyncio.get_running_loop()
+        if summary_every:
+            head += self._summary_event()
+            next_summary = loop.time() + summary_every
         yield head.encode()
         seen_dropped = 0
         batch_max = admin.batch_max
         interval = admin.flush_interval
         chunk_of = admin.chunk
         flt = self.flt
-        loop = asyncio.get_running_loop()
         while True:
             batch = sub.drain(batch_max)
             if not batch:
                 try:
-                    first = await sub.aget()
+                    if summary_every:
+                        first = await asyncio.wait_for(
+                            sub.aget(), max(0.0, next_summary - loop.time())
+                        )
+                    else:
+                        first = await sub.aget()
                 except SubscriptionClosed:
                     return
+                except TimeoutError:
+                    next_summary = loop.time() + summary_every
+                    yield self._summary_event().encode()
+                    continue
                 if interval:
                     # Let entries gather until the next tick of a clock all
                     # streams share: one chunk (one send, one wake-up) per
@@ -342,7 +409,15 @@ class _EventStream:
                 lost = {"reason": "slow", "count": dropped - seen_dropped, "total": dropped}
                 chunk += f"event: lost\ndata: {json.dumps(lost)}\n\n".encode()
                 seen_dropped = dropped
+            if summary_every and loop.time() >= next_summary:
+                next_summary = loop.time() + summary_every
+                chunk += self._summary_event().encode()
             yield chunk
+
+    def _summary_event(self) -> str:
+        model = self.flt.model if self.flt is not None and self.flt.model else None
+        report = self.admin.summary_json(self.summary_seconds, model)
+        return f"event: summary\ndata: {report}\n\n"
 
 
 class _Admin:
@@ -364,6 +439,8 @@ class _Admin:
         max_limit: int,
         batch_max: int,
         flush_interval: float,
+        summary_window: int,
+        summary_interval: float,
     ) -> None:
         if not callable(getattr(broadcaster, "subscribe", None)):
             raise TypeError("broadcaster must be an OpsLogBroadcaster")
@@ -374,6 +451,7 @@ class _Admin:
             ("default_limit", default_limit, 1),
             ("max_limit", max_limit, 1),
             ("batch_max", batch_max, 1),
+            ("summary_window", summary_window, 1),
         ):
             if type(value) is not int or value < low:
                 raise ValueError(f"{name} must be an int of at least {low}")
@@ -387,6 +465,8 @@ class _Admin:
             raise ValueError("ping must be a non-negative number of seconds (0: no pings)")
         if not isinstance(flush_interval, (int, float)) or not 0 <= flush_interval <= 10:
             raise ValueError("flush_interval must be a number of seconds from 0 to 10")
+        if not isinstance(summary_interval, (int, float)) or not 0.1 <= summary_interval <= 60:
+            raise ValueError("summary_interval must be a number of seconds from 0.1 to 60")
         if send_timeout is not None and (
             not isinstance(send_timeout, (int, float)) or send_timeout <= 0
         ):
@@ -410,6 +490,34 @@ class _Admin:
         self._chunks: dict[tuple[Any, int, int], bytes] = {}
         self._tick = 0
         self._page: tuple[bytes, str] | None = None
+        self.summary_interval = float(summary_interval)
+        self.summary_feed = SummaryFeed(broadcaster, summary_window)
+        # Reports made this tick of the summary clock, shared by streams.
+        self._reports: dict[tuple[int | None, str | None], str] = {}
+        self._report_tick = -1
+
+    async def fresh_summary(self) -> None:
+        """Start the summary's feed if it is not running; when it was just
+        started, let it take the history in before the first answer."""
+        if self.summary_feed.ensure().fed == 0:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+    def summary_json(self, seconds: int | None, model: str | None, top: int = 10) -> str:
+        """The summary report as JSON, made once per tick of the summary
+        clock for each (seconds, model) and shared by every stream."""
+        summary = self.summary_feed.ensure()
+        tick = int(asyncio.get_running_loop().time() / self.summary_interval)
+        if tick != self._report_tick or len(self._reports) >= _CHUNK_CACHE_SIZE:
+            self._reports.clear()
+            self._report_tick = tick
+        key = (seconds, model)
+        made = self._reports.get(key) if top == 10 else None
+        if made is None:
+            made = json.dumps(summary.report(seconds, model, top), separators=(",", ":"))
+            if top == 10:
+                self._reports[key] = made
+        return made
 
     def chunk(self, flt: OpsLogFilter | None, batch: list[Any], never_dropped: bool) -> bytes:
         """``frames(batch)``, shared between streams. The chunk is kept for
@@ -473,7 +581,7 @@ class _Admin:
         except BadParameter as exc:
             return _error(400, str(exc))
         entries = self.broadcaster.snapshot(flt, limit)
-        body = "[" + ",".join(entry.to_json() for entry in entries) + "]"
+        body = "[" + ",".join(f'{e.to_json()[:-1]},"seq":{e.seq}}}' for e in entries) + "]"
         headers = {"Cache-Control": "no-store"}
         if entries:
             headers["X-Opslog-Last-Seq"] = str(entries[-1].seq)
@@ -497,9 +605,46 @@ class _Admin:
                 since = _int_param("the Last-Event-ID header", header)
             elif "last_event_id" in params:
                 since = _int_param("last_event_id", params["last_event_id"])
+            summary_seconds: int | None = None
+            if _int_param("summary", params.get("summary", "0"), 0, 1):
+                window = self.summary_feed.summary.window
+                summary_seconds = (
+                    _int_param("summary_seconds", params["summary_seconds"], 1, window)
+                    if "summary_seconds" in params
+                    else window
+                )
+            elif "summary_seconds" in params:
+                raise BadParameter("query parameter 'summary_seconds' needs summary=1")
         except BadParameter as exc:
             return _error(400, str(exc))
-        return _EventStream(self, flt, replay, since)
+        if summary_seconds is not None:
+            await self.fresh_summary()
+        return _EventStream(self, flt, replay, since, summary_seconds)
+
+    async def summary(self, request: Request) -> Response:
+        refusal = await self.auth.check(request)
+        if refusal is not None:
+            return refusal
+        window = self.summary_feed.summary.window
+        try:
+            params = _params(request, _SUMMARY_PARAMS)
+            seconds = (
+                _int_param("seconds", params["seconds"], 1, window) if "seconds" in params else None
+            )
+            top = _int_param("top", params["top"], 1, 1000) if "top" in params else 10
+            model = params.get("model")
+            if model is not None and len(model) > MAX_MODEL_CHARS:
+                raise BadParameter(
+                    f"query parameter 'model' is longer than {MAX_MODEL_CHARS} characters"
+                )
+        except BadParameter as exc:
+            return _error(400, str(exc))
+        await self.fresh_summary()
+        return Response(
+            self.summary_json(seconds, model, top),
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def stats(self, request: Request) -> Response:
         refusal = await self.auth.check(request)
@@ -521,7 +666,10 @@ class _Admin:
             return response
         if self.auth.cookie_value is None:
             return _error(404, "no token is configured: sessions are not used here")
-        given = self.auth.bearer(request)
+        try:
+            given = self.auth.bearer(request)
+        except BadParameter as exc:
+            return _error(401, str(exc), {"WWW-Authenticate": 'Bearer realm="fastopslog"'})
         if given is None:
             return _error(
                 401,
@@ -572,9 +720,16 @@ class _Admin:
                 Route("/recent", self.recent, methods=["GET"]),
                 Route("/stream", self.stream, methods=["GET"]),
                 Route("/stats", self.stats, methods=["GET"]),
+                Route("/summary", self.summary, methods=["GET"]),
                 Route("/session", self.session, methods=["POST", "DELETE"]),
-            ]
+            ],
+            default=_not_found,
         )
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """Unknown routes under the prefix: a JSON 404, as every other answer."""
+    await _error(404, "no such route under the ops log prefix")(scope, receive, send)
 
 
 def _load_page() -> tuple[bytes, str]:
@@ -622,6 +777,8 @@ def admin_routes(
     max_limit: int = 10_000,
     batch_max: int = 1024,
     flush_interval: float = 0.05,
+    summary_window: int = DEFAULT_WINDOW,
+    summary_interval: float = 1.0,
 ) -> Router:
     """The admin routes as a Starlette ``Router``, to mount under a prefix:
     ``app.mount("/admin/ops/logs", admin_routes(ops, token=...))``.
@@ -637,7 +794,9 @@ def admin_routes(
     ``flush_interval`` how long a stream lets entries gather after the
     first one arrives before it writes them as one chunk (0: write at
     once; the default 50 ms is one send per dashboard per 50 ms under load,
-    instead of one per entry).
+    instead of one per entry); ``summary_window`` the seconds the rolling
+    summary keeps, ``summary_interval`` the seconds between a stream's
+    ``summary`` events.
     """
     if replay is None:
         replay = min(DEFAULT_REPLAY, buf_size) if type(buf_size) is int and buf_size > 0 else 0
@@ -657,6 +816,8 @@ def admin_routes(
         max_limit=max_limit,
         batch_max=batch_max,
         flush_interval=flush_interval,
+        summary_window=summary_window,
+        summary_interval=summary_interval,
     ).router()
 
 

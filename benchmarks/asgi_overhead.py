@@ -1,14 +1,17 @@
 """What the overhead measurement in BENCHMARKS.md runs: uvicorn app
-factories, two reference middlewares and a crowd of SSE readers.
+factories, two reference middlewares and a crowd of SSE readers. A
+developer tool (it drives wrk, taskset and valgrind), so it lives here and
+not in the installed package; run it from the repository root.
 
-    uvicorn --factory fastopslog.asgi._overhead:plain_app ...        # no middleware
-    uvicorn --factory fastopslog.asgi._overhead:passthrough_app ...  # a middleware doing nothing
-    uvicorn --factory fastopslog.asgi._overhead:see_status_app ...   # one reading the status
-    uvicorn --factory fastopslog.asgi._overhead:middleware_app ...   # OpsLogMiddleware + admin routes
-    python -m fastopslog.asgi._overhead readers --port 8000 --clients 100
-    python -m fastopslog.asgi._overhead micro     # the middlewares alone, in process
-    python -m fastopslog.asgi._overhead compare   # all of the above with wrk, as in BENCHMARKS.md
-    python -m fastopslog.asgi._overhead instructions  # each server under callgrind
+    uvicorn --app-dir benchmarks --factory asgi_overhead:plain_app        # no middleware
+    uvicorn --app-dir benchmarks --factory asgi_overhead:passthrough_app  # a middleware doing nothing
+    uvicorn --app-dir benchmarks --factory asgi_overhead:see_status_app   # one reading the status
+    uvicorn --app-dir benchmarks --factory asgi_overhead:middleware_app   # OpsLogMiddleware + admin
+    python benchmarks/asgi_overhead.py readers --port 8000 --clients 100
+    python benchmarks/asgi_overhead.py micro     # the middlewares alone, in process
+    python benchmarks/asgi_overhead.py apps      # each middleware in Starlette and FastAPI, in process
+    python benchmarks/asgi_overhead.py compare   # all of the above with wrk, as in BENCHMARKS.md
+    python benchmarks/asgi_overhead.py instructions  # each server under callgrind
 
 Every app serves ``GET /`` with a two-byte text body, the smallest endpoint
 Starlette has, so what a middleware adds is as visible as it can be. The
@@ -18,7 +21,10 @@ status, the least a middleware that logs responses must do. The readers
 open ``/admin/ops/logs/stream`` (token ``bench``) over raw sockets and read
 as fast as they can, counting bytes and events; they report when stopped
 (Ctrl-C or ``--seconds``). ``micro`` times the middlewares around a bare
-ASGI app in process, with no server and no network. ``compare`` runs the
+ASGI app in process, with no server and no network; ``apps`` times each
+middleware (the reference ones, OpsLogMiddleware, and the well-known ones
+that are installed) added to Starlette's and FastAPI's smallest endpoint,
+batches interleaved round-robin, GC on. ``compare`` runs the
 whole measurement: seven servers side by side pinned to CPU 0 (the
 endpoint alone, twice, the second copy a control that shows the noise
 floor; inside each reference middleware; inside OpsLogMiddleware; the same
@@ -47,6 +53,8 @@ import time
 from typing import Any
 
 BENCH_TOKEN = "bench"
+# The servers import this module by its file name from here (uvicorn --app-dir).
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _endpoint_app(routes: list[Any]) -> Any:
@@ -114,8 +122,8 @@ def see_status_app() -> Any:
 def middleware_app() -> Any:
     """The endpoint with OpsLogMiddleware, and the admin routes mounted at
     the default prefix (token ``bench``)."""
-    from .. import OpsLogBroadcaster
-    from . import OpsLogMiddleware, admin_mount
+    from fastopslog import OpsLogBroadcaster
+    from fastopslog.asgi import OpsLogMiddleware, admin_mount
 
     ops = OpsLogBroadcaster(history_cap=1000)
     app = _endpoint_app([admin_mount(ops, token=BENCH_TOKEN)])
@@ -218,8 +226,8 @@ async def _time(app: Any, n: int) -> float:
 
 
 async def _micro(args: argparse.Namespace) -> None:
-    from .. import USE_EXTENSIONS, OpsLogBroadcaster
-    from . import OpsLogMiddleware
+    from fastopslog import USE_EXTENSIONS, OpsLogBroadcaster
+    from fastopslog.asgi import OpsLogMiddleware
 
     ops = OpsLogBroadcaster(history_cap=1000)
     subs = [ops.subscribe(buf_size=1 << 16) for _ in range(args.subscribers)]
@@ -243,6 +251,205 @@ async def _micro(args: argparse.Namespace) -> None:
         extra = f"  (+{ns - base:.0f} ns)" if name != "bare app" else ""
         print(f"  {name:30s} {ns:7.0f} ns/request{extra}")
 
+
+# The in-process comparison of the issue's method ("apps"): each framework's
+# smallest endpoint, one middleware added with app.add_middleware, driven
+# with uvicorn-like scopes and no server.
+
+_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.4"},
+    "http_version": "1.1",
+    "server": ("127.0.0.1", 8000),
+    "client": ("127.0.0.1", 50000),
+    "scheme": "http",
+    "method": "GET",
+    "root_path": "",
+    "path": "/",
+    "raw_path": b"/",
+    "query_string": b"",
+}
+_HEADERS = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")]
+
+
+def _framework_app(framework: str) -> Any:
+    """``GET /`` answering ``PlainTextResponse("ok")`` in Starlette or FastAPI."""
+    from starlette.responses import PlainTextResponse
+
+    if framework == "fastapi":
+        from fastapi import FastAPI
+
+        fast = FastAPI()
+
+        @fast.get("/", response_class=PlainTextResponse)
+        async def hello_fast() -> PlainTextResponse:
+            return PlainTextResponse("ok")
+
+        return fast
+    return _endpoint_app([])
+
+
+def _third_party(framework: str) -> dict[str, Any]:
+    """The well-known middlewares that are installed, each a function adding
+    itself to an app; the missing ones are printed and left out."""
+    adders: dict[str, Any] = {}
+    try:
+        from asgi_correlation_id import CorrelationIdMiddleware
+
+        adders["asgi-correlation-id"] = lambda app: app.add_middleware(CorrelationIdMiddleware)
+    except ImportError:
+        print("  (asgi-correlation-id is not installed: left out)")
+    if framework == "fastapi":
+        try:
+            from prometheus_fastapi_instrumentator import Instrumentator
+
+            adders["prometheus-fastapi-instrumentator"] = lambda app: Instrumentator(
+                registry=_registry()
+            ).instrument(app)
+        except ImportError:
+            print("  (prometheus-fastapi-instrumentator is not installed: left out)")
+    try:
+        from starlette_exporter import PrometheusMiddleware
+
+        adders["starlette-exporter"] = lambda app: app.add_middleware(
+            PrometheusMiddleware, app_name=f"app{id(app)}", prefix=f"p{id(app)}"
+        )
+    except ImportError:
+        print("  (starlette-exporter is not installed: left out)")
+    try:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        try:  # With the SDK, spans are recorded (and exported nowhere).
+            from opentelemetry.sdk.trace import TracerProvider
+
+            provider: Any = TracerProvider()
+        except ImportError:
+            provider = None
+            print("  (opentelemetry-sdk is not installed: the no-op tracer is measured)")
+        adders["OpenTelemetry ASGI, send/receive spans excluded"] = lambda app: app.add_middleware(
+            OpenTelemetryMiddleware, tracer_provider=provider, exclude_spans=["send", "receive"]
+        )
+        adders["OpenTelemetry ASGI, all spans"] = lambda app: app.add_middleware(
+            OpenTelemetryMiddleware, tracer_provider=provider
+        )
+    except ImportError:
+        print("  (opentelemetry-instrumentation-asgi is not installed: left out)")
+    return adders
+
+
+def _registry() -> Any:
+    # A registry per app: two instrumented apps in one process would
+    # otherwise register the same metric names twice.
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry()
+
+
+def _call_next_only(app: Any) -> None:
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    async def dispatch(request: Any, call_next: Any) -> Any:
+        return await call_next(request)
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=dispatch)
+
+
+def _apps_variants(framework: str, dashboards: int) -> dict[str, Any]:
+    from fastopslog import OpsLogBroadcaster, OpsLogFilter
+    from fastopslog.asgi import OpsLogMiddleware
+
+    ops = OpsLogBroadcaster(history_cap=1000)
+    watched = OpsLogBroadcaster(history_cap=1000)
+    # Dashboards filtered to server errors, which the endpoint never
+    # answers: they cost the publish its routing, never a delivery.
+    _dashboards = [watched.subscribe(OpsLogFilter(min_status=500)) for _ in range(dashboards)]
+    adders: dict[str, Any] = {
+        "no middleware": None,
+        "pass-through pure ASGI": lambda app: app.add_middleware(PassThrough),
+        "status-reading send wrapper": lambda app: app.add_middleware(SeeStatus),
+        "OpsLogMiddleware": lambda app: app.add_middleware(OpsLogMiddleware, broadcaster=ops),
+        f"OpsLogMiddleware, {dashboards} dashboards matching nothing": lambda app: app.add_middleware(
+            OpsLogMiddleware, broadcaster=watched
+        ),
+        "OpsLogMiddleware, contextvar=True": lambda app: app.add_middleware(
+            OpsLogMiddleware, broadcaster=ops, contextvar=True
+        ),
+        **_third_party(framework),
+        "BaseHTTPMiddleware, call_next only": _call_next_only,
+    }
+    variants = {}
+    for name, add in adders.items():
+        app = _framework_app(framework)
+        if add is not None:
+            add(app)
+        variants[name] = app
+    variants["_keep"] = (ops, watched, _dashboards)  # alive while measured; not timed
+    return variants
+
+
+async def _batch(app: Any, n: int) -> float:
+    """ns per request over ``n`` requests, GC on, each with a fresh scope as
+    a server makes one."""
+    scope, headers = _SCOPE, _HEADERS
+    begin = time.perf_counter_ns()
+    for _ in range(n):
+        await app({**scope, "headers": list(headers), "state": {}}, _receive, _send)
+    return (time.perf_counter_ns() - begin) / n
+
+
+def _versions() -> str:
+    import importlib.metadata as metadata
+
+    from fastopslog import USE_EXTENSIONS
+
+    versions = []
+    for dist in (
+        "fastopslog", "starlette", "fastapi", "asgi-correlation-id", "prometheus-fastapi-instrumentator",
+        "starlette-exporter", "opentelemetry-instrumentation-asgi", "opentelemetry-sdk",
+    ):
+        try:
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    core = "compiled core" if USE_EXTENSIONS else "pure Python"
+    return f"Python {sys.version.split()[0]}, {', '.join(versions)}; fastopslog's {core}"
+
+
+async def _apps(args: argparse.Namespace) -> None:
+    print(_versions())
+    apps: dict[tuple[str, str], Any] = {}
+    kept = []
+    for framework in args.frameworks:
+        print(f"{framework}:")
+        variants = _apps_variants(framework, args.dashboards)
+        kept.append(variants.pop("_keep"))
+        for name, app in variants.items():
+            apps[framework, name] = app
+    for app in apps.values():  # warm up: build each middleware stack, fill the memos
+        await _batch(app, 50)
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in apps}
+    for _ in range(args.rounds):
+        for key, app in apps.items():  # round-robin, so drift hits every variant alike
+            samples[key].append(await _batch(app, args.number))
+    result: dict[str, dict[str, float]] = {}
+    for framework in args.frameworks:
+        base = samples[framework, "no middleware"]
+        print(
+            f"\n{framework}: median of {args.rounds} rounds x {args.number} requests, ns per request; "
+            "added: the median over rounds of the difference to no middleware in the same round"
+        )
+        result[framework] = {}
+        for (fw, name), values in samples.items():
+            if fw != framework:
+                continue
+            median = statistics.median(values)
+            added = statistics.median(v - b for v, b in zip(values, base, strict=True))
+            result[framework][name] = added
+            shown = "" if name == "no middleware" else f"  {added / 1000:+7.2f} us"
+            print(f"  {name:58s} {median:9.0f}{shown}")
+    if args.json:
+        with open(args.json, "w") as out_file:
+            json.dump(result, out_file, indent=1)
 
 _SERVERS = {  # name: (port offset, factory, readers' query or None)
     "plain": (0, "plain_app", None),
@@ -274,7 +481,7 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
 def _server_command(factory: str, port: int, args: argparse.Namespace) -> list[str]:
     """One measured server, as ``compare`` and ``instructions`` start it."""
     return [
-        sys.executable, "-m", "uvicorn", "--factory", f"fastopslog.asgi._overhead:{factory}",
+        sys.executable, "-m", "uvicorn", "--app-dir", _HERE, "--factory", f"asgi_overhead:{factory}",
         "--host", "127.0.0.1", "--port", str(port), "--http", args.http, "--loop", args.loop,
         "--no-access-log", "--log-level", "warning",
     ]
@@ -288,7 +495,7 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
 def _readers_command(port: int, query: str) -> list[str]:
     """100 SSE readers of a measured server; ``query`` "" reads everything."""
     return [
-        sys.executable, "-m", "fastopslog.asgi._overhead", "readers",
+        sys.executable, __file__, "readers",
         "--port", str(port), "--clients", "100",
     ] + (["--query", query] if query else [])
 
@@ -500,7 +707,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fastopslog.asgi._overhead")
+    parser = argparse.ArgumentParser(prog="python benchmarks/asgi_overhead.py")
     commands = parser.add_subparsers(dest="command", required=True)
     readers = commands.add_parser("readers", help="open SSE streams and read them")
     readers.add_argument("--host", default="127.0.0.1")
@@ -513,6 +720,14 @@ def main(argv: list[str] | None = None) -> None:
     micro.add_argument("--number", type=int, default=20000)
     micro.add_argument("--repeat", type=int, default=9)
     micro.add_argument("--subscribers", type=int, default=0, help="subscriptions reading everything")
+    apps = commands.add_parser(
+        "apps", help="each middleware in Starlette and FastAPI, in process, interleaved"
+    )
+    apps.add_argument("--number", type=int, default=1000, help="requests per batch")
+    apps.add_argument("--rounds", type=int, default=21)
+    apps.add_argument("--dashboards", type=int, default=100, help="subscriptions matching nothing")
+    apps.add_argument("--frameworks", nargs="+", default=["starlette", "fastapi"])
+    apps.add_argument("--json", help="also write the medians here")
     compare = commands.add_parser("compare", help="the wrk measurement of BENCHMARKS.md")
     compare.add_argument("--port", type=int, default=8771, help="first of seven ports")
     compare.add_argument("--seconds", type=int, default=10, help="per wrk run")
@@ -534,6 +749,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_instructions(args))
     if args.command == "compare":
         sys.exit(_compare(args))
+    if args.command == "apps":
+        asyncio.run(_apps(args))
+        return
     if args.command == "micro":
         asyncio.run(_micro(args))
         return
