@@ -44,8 +44,9 @@ async def _parent(args: argparse.Namespace, ops: Any, token: str, gateway: str) 
     from ._serve import _serve
 
     host, port = gateway.rsplit(":", 1)
+    sent = [0]
     load = (
-        asyncio.ensure_future(_load(host, int(port), args.rate, random.Random(args.seed)))
+        asyncio.ensure_future(_load(host, int(port), args.rate, random.Random(args.seed), sent))
         if args.rate > 0
         else None
     )
@@ -64,6 +65,7 @@ async def _parent(args: argparse.Namespace, ops: Any, token: str, gateway: str) 
     finally:
         if load is not None:
             load.cancel()
+            print(f"sent {sent[0]} requests (asked {args.rate:g}/s)")
 
 
 def run_workers(args: argparse.Namespace, token: str) -> int:
