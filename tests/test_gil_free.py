@@ -110,7 +110,9 @@ def test_gil_free_snapshots_while_others_work(core, gil_free, fast_switch):
     publishers = [start(publish, tag) for tag in (1, 2)]
     churner = start(churn)
     snappers = [start(snap), start(snap)]
-    problems = [finish(worker) for worker in snappers]
+    # The snappers do a fixed number of rounds: about 6 s under ASan on an idle
+    # machine, several times that on a loaded one, so the hang guard is wider.
+    problems = [finish(worker, timeout=120.0) for worker in snappers]
     publishing.clear()
     stop.set()
     calls = sum(finish(worker) for worker in publishers)
