@@ -403,6 +403,9 @@ def test_serve_streams_every_host_and_resumes_with_last_event_id(server: RedisSe
         assert [e["status"] for e in recent.json()] == list(range(200, 250))
         assert {e["host"] for e in recent.json()} == {"h1"}
         assert int(recent.headers["X-Opslog-Last-Seq"]) == seqs[-1]
+        # /stats carries the reader's counts: delivered (published) and lost.
+        stats = httpx.get(f"{base}/stats", headers=headers, timeout=HANG).json()
+        assert stats == {"published": 50, "dropped": 0, "subscribers": 0, "upstream_lost": 0}
         # A dashboard that saw the 40th entry resumes with the next ten,
         # their event ids the stream ids.
         events = sse_events(f"{base}/stream", {**headers, "Last-Event-ID": str(seqs[39])}, 11)
