@@ -49,6 +49,7 @@ KNOWN = {
 TOOL_MODULES = {
     "fastopslog._bench",
     "fastopslog._demo",
+    "fastopslog._demo_workers",
     "fastopslog._serve",
     "fastopslog._soak",
     "fastopslog._workload",

@@ -17,7 +17,7 @@ COMMANDS = {
     "demo": ("._demo", "run a fake LLM gateway with the ops log middleware and live page"),
     "serve": (
         "._serve",
-        "serve the admin routes and live page for a log outside this process (--redis URL)",
+        "serve the admin routes and live page for a log outside this process (--redis URL or --shared NAME)",
     ),
     "soak": (
         "._soak",

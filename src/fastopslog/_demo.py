@@ -61,12 +61,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--history", type=int, default=1000, help="history_cap of the broadcaster")
     parser.add_argument("--seed", type=int, help="random seed, for a repeatable run")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="gateway worker processes (default 1). More than one publish into one shared "
+        "log (--shared; compiled core) and this process serves the live page on --admin-port",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shared", default="fastopslog-demo", metavar="NAME",
+        help="with --workers: the shared log's name (default fastopslog-demo); "
+        "python -m fastopslog serve --shared NAME can serve it too",
+    )  # fmt: skip
+    parser.add_argument(
+        "--admin-port", type=int,
+        help="with --workers: the live page's port (default --port + 1; 0: any free one)",
+    )  # fmt: skip
     parser.set_defaults(run=run)
 
 
-def make_app(ops: Any, token: str, *, seed: int | None = None, speed: float = 1.0) -> Any:
+def make_app(
+    ops: Any, token: str, *, seed: int | None = None, speed: float = 1.0, admin: bool = True
+) -> Any:
     """The demo gateway as a Starlette app; ``speed`` scales its delays
-    (tests use a small one)."""
+    (tests use a small one). ``admin=False`` leaves the admin routes out (a
+    worker when another process serves the dashboard)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, StreamingResponse
@@ -153,7 +170,7 @@ def make_app(ops: Any, token: str, *, seed: int | None = None, speed: float = 1.
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
-            admin_mount(ops, token=token),
+            *([admin_mount(ops, token=token)] if admin else []),
         ]
     )
     app.add_middleware(OpsLogMiddleware, broadcaster=ops, contextvar=True)
@@ -306,7 +323,14 @@ def run(args: argparse.Namespace) -> int:
     if args.rate < 0 or args.duration < 0:
         print("--rate and --duration must not be negative", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
     token = args.token or secrets.token_urlsafe(18)
+    if args.workers > 1:
+        from ._demo_workers import run_workers
+
+        return run_workers(args, token)
     try:
         return asyncio.run(_serve(args, token))
     except KeyboardInterrupt:

@@ -4,9 +4,13 @@ that lives outside this process.
 A source is what feeds the served view; each has an option and an opener
 (``_SOURCES``), and exactly one is given. ``--redis URL`` reads the stream
 the hosts' forwarders append to (``fastopslog.redis``), so one page shows
-every host. The source is opened, URL and credentials checked, before the
-server starts: a bad URL or a refused password exits with status 2 and the
-reason. Needs the ``asgi`` extra, and the ``redis`` extra for ``--redis``.
+every host. ``--shared NAME`` attaches to the shared-memory log the
+workers of this host publish into (``SharedOpsLogBroadcaster``), so the
+workers never serve dashboards. The source is opened (URL and credentials
+checked, the shared log found) before the server starts: a bad URL, a
+refused password or a log that does not exist yet exits with status 2 and
+the reason. Needs the ``asgi`` extra, the ``redis`` extra for ``--redis``
+and the compiled core for ``--shared``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Serve the admin routes (/recent, /stream, /stats) and the live page "
         f"under {PREFIX}/ for an ops log fed from outside this process. "
-        'Needs the asgi extra, and the redis extra for --redis: pip install "fastopslog[asgi,redis]".'
+        'Needs the asgi extra, the redis extra for --redis (pip install "fastopslog[asgi,redis]") '
+        "and the compiled core for --shared."
     )
     source = parser.add_argument_group("source (exactly one)").add_mutually_exclusive_group(
         required=True
@@ -45,10 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="read the Redis stream the forwarders write: redis://[:password@]host:port/db, "
         "rediss://… (TLS) or unix://[:password@]/path/to/socket",
     )
-    parser.add_argument("--stream", default="fastopslog", help="stream name (default fastopslog)")
+    source.add_argument(
+        "--shared",
+        metavar="NAME",
+        help="read the shared-memory log the workers of this host publish into "
+        "(SharedOpsLogBroadcaster(NAME)); it must exist: start the workers first",
+    )
+    parser.add_argument(
+        "--stream", default="fastopslog", help="with --redis: stream name (default fastopslog)"
+    )
     parser.add_argument(
         "--history", type=int, default=10_000,
-        help="entries kept for /recent and for resuming dashboards (default 10000)",
+        help="with --redis: entries kept for /recent and for resuming dashboards (default 10000; "
+        "--shared keeps what the shared log's ring holds)",
     )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8001, help="port (default 8001; 0: any free one)")
@@ -73,8 +87,27 @@ def _open_redis(args: argparse.Namespace) -> tuple[Any, Callable[[], None]]:
     return reader.view, reader.close
 
 
+def _open_shared(args: argparse.Namespace) -> tuple[Any, Callable[[], None]]:
+    from . import SharedOpsLogBroadcaster
+
+    # Any: the type checker sees the pure implementation's class, which only raises.
+    shared: Any = SharedOpsLogBroadcaster
+    # create=False: a dashboard server must not create the log with its own
+    # geometry before the workers start (they would then have to agree with it).
+    try:
+        log = shared(args.shared, create=False)
+    except FileNotFoundError:
+        raise SourceError(
+            f"no shared log named {args.shared!r} on this host yet: start the workers "
+            f"(SharedOpsLogBroadcaster({args.shared!r}) creates it), then serve"
+        ) from None
+    except (RuntimeError, ValueError, TypeError, PermissionError) as exc:
+        raise SourceError(f"shared log {args.shared!r}: {exc}") from None
+    return log, log.close
+
+
 # option name (an attribute of the parsed arguments) -> its opener
-_SOURCES: dict[str, Opener] = {"redis": _open_redis}
+_SOURCES: dict[str, Opener] = {"redis": _open_redis, "shared": _open_shared}
 
 
 async def _serve(args: argparse.Namespace, view: Any, token: str) -> int:
