@@ -88,10 +88,11 @@ def _results(procs: list[subprocess.Popen[str]]) -> list[dict[str, float]]:
     return out
 
 
-def cpu(seconds: float, rate: int) -> None:
+def cpu(seconds: float, rate: int, interval: float) -> None:
     """The forwarder thread's own CPU time (its pthread CPU clock), and the
     whole process's CPU with and without a forwarder, per entry, while the
-    main thread publishes at ``rate`` entries/s."""
+    main thread publishes at ``rate`` entries/s; the forwarder gathers
+    for ``interval`` seconds between sends."""
 
     def paced(b: fastopslog.OpsLogBroadcaster) -> float:
         count = int(seconds * rate)
@@ -110,7 +111,7 @@ def cpu(seconds: float, rate: int) -> None:
         count = int(seconds * rate)
         base = paced(fastopslog.OpsLogBroadcaster())
         b = fastopslog.OpsLogBroadcaster()
-        fwd = Forwarder(b, srv.url, host="bench").start()
+        fwd = Forwarder(b, srv.url, host="bench", interval=interval).start()
         assert fwd._thread is not None and fwd._thread.ident is not None
         clock = time.pthread_getcpuclockid(fwd._thread.ident)
         thread0 = time.clock_gettime(clock)
@@ -121,7 +122,7 @@ def cpu(seconds: float, rate: int) -> None:
         fwd.close()
         print(json.dumps({
             "implementation": "compiled" if fastopslog.USE_EXTENSIONS else "pure",
-            "rate": rate, "entries": count, "stats": fwd.stats()._asdict(),
+            "rate": rate, "interval": interval, "entries": count, "stats": fwd.stats()._asdict(),
             "forwarder_thread_us_per_entry": round(thread / count * 1e6, 3),
             "process_cpu_us_per_entry_without": round(base / count * 1e6, 3),
             "process_cpu_us_per_entry_with": round(total / count * 1e6, 3),
@@ -210,10 +211,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0,
                         help="entries/s (cpu: default 10000; e2e, restart: per host, 0 = flat out)")
     parser.add_argument("--count", type=int, default=300_000, help="e2e, restart: entries per host")
+    parser.add_argument("--interval", type=float, default=0.05,
+                        help="cpu: the forwarder's gathering interval (its default)")
     parser.add_argument("--down", type=float, default=2.0, help="restart: seconds Redis stays down")
     args = parser.parse_args()
     if args.mode == "cpu":
-        cpu(args.seconds, int(args.rate or 10_000))
+        cpu(args.seconds, int(args.rate or 10_000), args.interval)
     elif args.mode == "e2e":
         e2e(args.count, args.rate)
     else:

@@ -220,6 +220,41 @@ def test_the_drop_counter_moves(browser: Any, ops: OpsLogBroadcaster) -> None:
         assert len(rows(browser)) <= 2000
 
 
+def test_losses_upstream_show_as_a_marker_and_a_counter(browser: Any) -> None:
+    """A Redis cluster view's outage: the page marks it and counts it apart
+    from its own drops."""
+    import json
+
+    from starlette.applications import Starlette
+
+    from fastopslog.asgi import admin_mount
+    from fastopslog.redis import ClusterView, StreamEntry
+    from test_asgi_uvicorn import running_server
+
+    def entries(first: int, n: int) -> list[StreamEntry]:
+        line = json.dumps({"status": 200, "path": "/v1/chat"})
+        return [StreamEntry(seq, "east", seq, line) for seq in range(first, first + n)]
+
+    view = ClusterView(history_cap=100)
+    app = Starlette(routes=[admin_mount(view, token=TOKEN)])  # type: ignore[arg-type]
+    with running_server(app) as server:
+        browser.get(f"{server.url}/admin/ops/logs/#token={TOKEN}")
+        wait(browser, lambda d: state(d) == "live", "the page to go live")
+        assert not browser.find_element("id", "upstream-box").is_displayed()
+        view._publish_batch(entries(1, 3))
+        wait(browser, lambda d: len(rows(d)) == 3, "the first entries")
+        view._count_lost(7)
+        view._publish_batch(entries(11, 2))
+        wait(browser, lambda d: text_of(d, "upstream") == "7", "the upstream counter")
+        assert browser.find_element("id", "upstream-box").is_displayed()
+        assert text_of(browser, "dropped") == "0"
+        marks = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#rows tr.mark')).map(t => t.textContent)"
+        )
+        assert any("7 entries lost before reaching this server" in mark for mark in marks), marks
+        shot(browser, "upstream-lost")
+
+
 def test_login_form_pause_and_resume(browser: Any, ops: OpsLogBroadcaster) -> None:
     from selenium.webdriver.common.by import By
 

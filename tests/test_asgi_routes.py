@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route
 from fastopslog import OpsLogBroadcaster, OpsLogEntry
 from fastopslog.asgi import DEFAULT_PREFIX, admin_mount, admin_routes
 from fastopslog.asgi.routes import COOKIE_NAME
+from fastopslog.redis import ClusterView, StreamEntry
 
 pytestmark = pytest.mark.anyio
 
@@ -498,6 +499,36 @@ async def test_a_slow_client_is_told_how_many_it_missed(ops: OpsLogBroadcaster) 
     assert ops.stats().dropped == 84
     await stream.hang_up()
     assert ops.stats().subscribers == 0
+
+
+def view_entries(first: int, n: int) -> list[StreamEntry]:
+    return [
+        StreamEntry(seq, "east", seq, json.dumps({"status": 200, "path": f"/{seq}"}))
+        for seq in range(first, first + n)
+    ]
+
+
+async def test_losses_upstream_are_told_apart_from_a_slow_client() -> None:
+    """A cluster view's losses before the view (a Redis outage) reach a
+    dashboard as ``lost`` of reason "upstream" with the count, not as
+    "slow", and ``/stats`` carries the total."""
+    view = ClusterView(history_cap=100)
+    app = make_app(view, buf_size=16, replay=0)  # type: ignore[arg-type]
+    stream = sse(app)
+    await stream.next_event()  # ready: subscribed
+    view._publish_batch(view_entries(1, 3))
+    assert [seq for seq, _ in await stream.entries(3)] == [1, 2, 3]
+    view._count_lost(7)  # as the reader does, before the batch after the gap
+    view._publish_batch(view_entries(11, 2))
+    assert [seq for seq, _ in await stream.entries(2)] == [11, 12]
+    lost = stream.others or [await stream.next_event()]
+    assert lost[0]["event"] == "lost"
+    assert json.loads(lost[0]["data"]) == {"reason": "upstream", "count": 7, "total": 7}
+    async with client(app) as http:
+        got = (await http.get(URL + "/stats", headers=AUTH)).json()
+    assert got == {"published": 5, "dropped": 0, "subscribers": 1, "upstream_lost": 7}
+    await stream.hang_up()
+    assert view.stats().subscribers == 0
 
 
 @pytest.mark.parametrize("flush_interval", [0.0, 0.02])

@@ -32,7 +32,9 @@ or FastAPI); ``admin_mount(ops, token=...)`` is the same as a ready
       "history", "after": s}`` when a resume asked for entries history no
       longer holds (``sub.history_gap``); ``{"reason": "slow", "count": n,
       "total": t}`` when the client's buffer overflowed (``sub.dropped``
-      grew by ``n``);
+      grew by ``n``); ``{"reason": "upstream", "count": n, "total": t}``
+      when entries never reached this server (a subscription with an
+      ``upstream_lost`` count, as a Redis cluster view's: an outage);
     - ``: ping`` comments every ``ping`` seconds;
     - ``summary`` (only with ``summary=1``): the rolling summary of
       ``/summary`` every ``summary_interval`` seconds, of the stream's
@@ -52,7 +54,9 @@ or FastAPI); ``admin_mount(ops, token=...)`` is the same as a ready
     timeout, cancellation, server shutdown), the subscription is
     unsubscribed.
 ``GET /stats``
-    ``{"published": …, "dropped": …, "subscribers": …}``.
+    ``{"published": …, "dropped": …, "subscribers": …}``, and
+    ``"upstream_lost"`` when the broadcaster has that count (a Redis
+    cluster view: ``published`` is what it read from the stream).
 ``GET /summary``
     The rolling summary (``fastopslog.asgi.summary``): per second over the
     last minutes, requests, status classes, errors and latency
@@ -373,7 +377,9 @@ class _EventStream:
             head += self._summary_event()
             next_summary = loop.time() + summary_every
         yield head.encode()
-        seen_dropped = 0
+        seen_dropped = seen_upstream = 0
+        # Only a cluster view's subscriptions count losses upstream.
+        counts_upstream = hasattr(sub, "upstream_lost")
         batch_max = admin.batch_max
         interval = admin.flush_interval
         chunk_of = admin.chunk
@@ -409,6 +415,11 @@ class _EventStream:
                 lost = {"reason": "slow", "count": dropped - seen_dropped, "total": dropped}
                 chunk += f"event: lost\ndata: {json.dumps(lost)}\n\n".encode()
                 seen_dropped = dropped
+            if counts_upstream and sub.upstream_lost != seen_upstream:
+                upstream = sub.upstream_lost
+                lost = {"reason": "upstream", "count": upstream - seen_upstream, "total": upstream}
+                chunk += f"event: lost\ndata: {json.dumps(lost)}\n\n".encode()
+                seen_upstream = upstream
             if summary_every and loop.time() >= next_summary:
                 next_summary = loop.time() + summary_every
                 chunk += self._summary_event().encode()
@@ -653,10 +664,11 @@ class _Admin:
         if request.query_params:
             return _error(400, "/stats takes no query parameters")
         stats = self.broadcaster.stats()
-        return JSONResponse(
-            {"published": stats.published, "dropped": stats.dropped, "subscribers": stats.subscribers},
-            headers={"Cache-Control": "no-store"},
-        )
+        body = {"published": stats.published, "dropped": stats.dropped, "subscribers": stats.subscribers}
+        upstream_lost = getattr(self.broadcaster, "upstream_lost", None)
+        if upstream_lost is not None:
+            body["upstream_lost"] = upstream_lost
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def session(self, request: Request) -> Response:
         path = request.scope.get("root_path") or "/"

@@ -65,7 +65,7 @@ class StreamEntry(NamedTuple):
 
 
 class _Sub:
-    __slots__ = ("flt", "cap", "drop_oldest", "buf", "dropped", "closed", "waiters")
+    __slots__ = ("flt", "cap", "drop_oldest", "buf", "dropped", "upstream_lost", "closed", "waiters")
 
     def __init__(self, flt: Any, cap: int, drop_oldest: bool) -> None:
         self.flt = flt
@@ -73,6 +73,7 @@ class _Sub:
         self.drop_oldest = drop_oldest
         self.buf: deque[StreamEntry] = deque()
         self.dropped = 0
+        self.upstream_lost = 0
         self.closed = False
         self.waiters: list[Callable[[], object]] = []
 
@@ -107,9 +108,10 @@ class ClusterView:
         return self._last
 
     @property
-    def lost(self) -> int:
+    def upstream_lost(self) -> int:
         """Entries known to have been published on a host but never
-        delivered here (``_count_lost``)."""
+        delivered here (``_count_lost``). ``admin_routes`` adds it to
+        ``/stats``; a plain broadcaster has no such attribute."""
         return self._lost
 
     def _publish_batch(self, entries: list[StreamEntry]) -> None:
@@ -169,13 +171,15 @@ class ClusterView:
     def _count_lost(self, count: int) -> None:
         """``count`` entries were published upstream and will never arrive
         (a Redis outage, a trimmed stream, a forwarder that fell behind).
-        Every live subscription counts them in ``dropped``, so each dashboard
-        gets a ``lost`` event with the count (the routes cannot tell which
-        would have matched its filter, so each hears of all of them)."""
+        Every live subscription counts them in ``upstream_lost``, apart from
+        what it dropped itself, so each dashboard gets a ``lost`` event of
+        its own reason with the count (nobody can tell which would have
+        matched its filter, so each hears of all of them). No subscription
+        misses an entry the others have, so batches stay shareable."""
         with self._lock:
             self._lost += count
             for sub in self._subs:
-                sub.dropped += count
+                sub.upstream_lost += count
 
     def _prime_floor(self, seq: int) -> None:
         """Before the first publish: entries up to ``seq`` are not held."""
@@ -238,9 +242,9 @@ class ClusterView:
 
     def stats(self) -> OpsLogStats:
         """``published``: entries read from the stream; ``dropped``: misses
-        of slow subscriptions plus entries lost upstream."""
+        of slow subscriptions (entries lost upstream are ``upstream_lost``)."""
         with self._lock:
-            return OpsLogStats(self._published, self._dropped + self._lost, len(self._subs))
+            return OpsLogStats(self._published, self._dropped, len(self._subs))
 
 
 class ViewSubscription:
@@ -261,6 +265,13 @@ class ViewSubscription:
     @property
     def dropped(self) -> int:
         return self._sub.dropped
+
+    @property
+    def upstream_lost(self) -> int:
+        """Entries lost before they reached the view, since this
+        subscription began: the SSE route's ``lost`` events of reason
+        ``"upstream"`` (absent on a local broadcaster's subscriptions)."""
+        return self._sub.upstream_lost
 
     @property
     def closed(self) -> bool:
