@@ -501,3 +501,51 @@ def test_from_dict_wrong_field_types(impl, data, error):
 def test_from_dict_needs_a_dict(impl, data):
     with pytest.raises(TypeError):
         impl.OpsLogEntry.from_dict(data)
+
+
+# --- _json_lines: the Redis forwarder's batch rendering -----------------------
+
+
+def json_lines_entries(impl):
+    """Entries whose JSON takes every path: plain, escaped, non-ASCII,
+    every field set, Go's zero time."""
+    return [
+        impl.OpsLogEntry(time=T0 + i / 8, path=f"/v1/{i}", status=200 + i % 5, latency_ms=i)
+        for i in range(40)
+    ] + [
+        impl.OpsLogEntry(path="ü<\u2028\ud800\n", error_message='"x"', model="m" * 300, stream=True),
+        impl.OpsLogEntry(account_id=-1, upstream_status=502),
+        impl.OpsLogEntry(time=epoch(9999, 12, 31, 23, 59, 59) + 0.5, turns=1),
+    ]
+
+
+def test_json_lines_is_each_to_json_on_its_own_line(impl):
+    entries = json_lines_entries(impl)
+    # Half rendered and cached beforehand, half rendered by _json_lines.
+    cached = [entry.to_json() for entry in entries[::2]]
+    lines = impl.OpsLogEntry._json_lines(entries)
+    assert isinstance(lines, bytes)
+    assert lines.decode().split("\n") == [entry.to_json() for entry in entries]
+    assert [entry.to_json() for entry in entries[::2]] == cached
+
+
+def test_json_lines_of_a_batch_larger_than_any_buffer_step(impl):
+    entries = [impl.OpsLogEntry(time=T0, path="/p" * (i % 50), user_id=i) for i in range(3000)]
+    assert impl.OpsLogEntry._json_lines(entries) == "\n".join(e.to_json() for e in entries).encode()
+
+
+def test_json_lines_of_nothing(impl):
+    assert impl.OpsLogEntry._json_lines([]) == b""
+
+
+def test_json_lines_takes_the_other_implementations_entries(impl, other_implementation):
+    mine = json_lines_entries(impl)
+    theirs = json_lines_entries(other_implementation.module)
+    mixed = [entry for pair in zip(mine, theirs) for entry in pair]
+    assert impl.OpsLogEntry._json_lines(mixed) == "\n".join(e.to_json() for e in mixed).encode()
+
+
+@pytest.mark.parametrize("bad", [None, ({},), [object()]])
+def test_json_lines_refuses_what_is_not_a_list_of_entries(impl, bad):
+    with pytest.raises((TypeError, AttributeError)):
+        impl.OpsLogEntry._json_lines(bad)

@@ -197,30 +197,68 @@ cdef class OpsLogEntry:
         b.length = 0
         b.cap = 0
         try:
-            _put(&b, b'{"time":"', 9)
-            # An unset time renders as Go's zero time, as Go renders it.
-            _put_time(&b, self._us if self._us else GO_ZERO_TIME_US)
-            _put(&b, b'"', 1)
-            _put_field_str(&b, b',"method":', self.method)
-            _put_field_str(&b, b',"path":', self.path)
-            _put(&b, b',"status":', 10)
-            _put_int(&b, self.status)
-            _put(&b, b',"latency_ms":', 14)
-            _put_int(&b, self.latency_ms)
-            _put_field_str(&b, b',"model":', self.model)
-            if self.stream:
-                _put(&b, b',"stream":true', 14)
-            _put_field_int(&b, b',"account_id":', self.account_id)
-            _put_field_int(&b, b',"group_id":', self.group_id)
-            _put_field_int(&b, b',"api_key_id":', self.api_key_id)
-            _put_field_int(&b, b',"user_id":', self.user_id)
-            _put_field_int(&b, b',"turns":', self.turns)
-            _put_field_int(&b, b',"prompt_chars":', self.prompt_chars)
-            _put_field_str(&b, b',"error_message":', self.error_message)
-            _put_field_str(&b, b',"error_detail":', self.error_detail)
-            _put_field_int(&b, b',"upstream_status":', self.upstream_status)
-            _put(&b, b'}', 1)
+            self._render_into(&b)
             return PyUnicode_DecodeUTF8(b.data, b.length, NULL)
+        finally:
+            PyMem_RawFree(b.data)
+
+    cdef int _render_into(self, _Buf* b) except -1:
+        """Append the JSON to ``b`` (``to_json`` and ``_json_lines``)."""
+        _put(b, b'{"time":"', 9)
+        # An unset time renders as Go's zero time, as Go renders it.
+        _put_time(b, self._us if self._us else GO_ZERO_TIME_US)
+        _put(b, b'"', 1)
+        _put_field_str(b, b',"method":', self.method)
+        _put_field_str(b, b',"path":', self.path)
+        _put(b, b',"status":', 10)
+        _put_int(b, self.status)
+        _put(b, b',"latency_ms":', 14)
+        _put_int(b, self.latency_ms)
+        _put_field_str(b, b',"model":', self.model)
+        if self.stream:
+            _put(b, b',"stream":true', 14)
+        _put_field_int(b, b',"account_id":', self.account_id)
+        _put_field_int(b, b',"group_id":', self.group_id)
+        _put_field_int(b, b',"api_key_id":', self.api_key_id)
+        _put_field_int(b, b',"user_id":', self.user_id)
+        _put_field_int(b, b',"turns":', self.turns)
+        _put_field_int(b, b',"prompt_chars":', self.prompt_chars)
+        _put_field_str(b, b',"error_message":', self.error_message)
+        _put_field_str(b, b',"error_detail":', self.error_detail)
+        _put_field_int(b, b',"upstream_status":', self.upstream_status)
+        _put(b, b'}', 1)
+        return 0
+
+    @staticmethod
+    def _json_lines(list entries):
+        """The entries' JSON, one per line, as one UTF-8 ``bytes``: what the
+        Redis forwarder appends to the stream. An entry whose JSON is not yet
+        rendered is written straight into the buffer, with no ``str`` made or
+        cached (the forwarder is usually the only reader of it); any other
+        object with ``to_json()`` (a pure entry) is asked for it."""
+        cdef _Buf b
+        cdef Py_ssize_t i, size
+        cdef const char* utf8
+        cdef OpsLogEntry entry
+        b.data = NULL
+        b.length = 0
+        b.cap = 0
+        try:
+            for i in range(len(entries)):
+                if i:
+                    _put(&b, b'\n', 1)
+                item = entries[i]
+                if type(item) is OpsLogEntry:
+                    entry = <OpsLogEntry>item
+                    if entry._json is None:
+                        entry._render_into(&b)
+                        continue
+                    text = entry._json
+                else:
+                    text = item.to_json()
+                utf8 = PyUnicode_AsUTF8AndSize(text, &size)
+                _put(&b, utf8, size)
+            return PyBytes_FromStringAndSize(b.data, b.length)
         finally:
             PyMem_RawFree(b.data)
 
@@ -245,3 +283,4 @@ cdef class OpsLogEntry:
         copy._json = self._json
         copy._ready = True
         return copy
+

@@ -7,6 +7,7 @@ An entry is immutable to its users; ``publish`` seals it (stamps ``seq``, and
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ._common import (
     GO_ZERO_TIME,
@@ -271,6 +272,12 @@ class OpsLogEntry:
         """Read back what :meth:`to_dict` (or Go) writes."""
         us, fields = entry_kwargs_from_dict(data)
         return cls._build(us, fields)
+
+    @staticmethod
+    def _json_lines(entries: list[Any]) -> bytes:
+        """The entries' JSON, one per line, as one UTF-8 ``bytes``: what the
+        Redis forwarder appends to the stream."""
+        return "\n".join([entry.to_json() for entry in entries]).encode()
 
     def _copy(self) -> OpsLogEntry:
         """An unsealed copy with the same value and rendering, for

@@ -58,6 +58,7 @@ Locking
 """
 
 cimport cython
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.mem cimport (
@@ -70,6 +71,7 @@ from cpython.mem cimport (
 )
 from cpython.object cimport PyObject, PyObject_Hash
 from cpython.unicode cimport (
+    PyUnicode_AsUTF8AndSize,
     PyUnicode_CheckExact,
     PyUnicode_DATA,
     PyUnicode_DecodeUTF8,
@@ -79,7 +81,6 @@ from cpython.unicode cimport (
 )
 from cpython.list cimport PyList_New
 from libc.math cimport floor
-from libc.stdio cimport snprintf
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp, memcpy
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec

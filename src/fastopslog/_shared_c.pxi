@@ -22,7 +22,6 @@ from posix.fcntl cimport O_CREAT, O_EXCL, O_RDWR
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap, shm_open, shm_unlink
 from posix.stat cimport fstat, struct_stat
 from posix.unistd cimport close as _close_fd, ftruncate, getpid, geteuid
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
 cdef extern from "sys/stat.h" nogil:
     int fchmod(int fd, unsigned int mode)
