@@ -23,6 +23,7 @@ import pytest
 
 import fastopslog
 from _redis_server import RedisServer
+from fastopslog._filter_py import OpsLogFilter as PureFilter
 from fastopslog.redis import (
     ClusterView,
     ElectedForwarder,
@@ -33,7 +34,6 @@ from fastopslog.redis import (
     StreamReader,
     connect,
 )
-from fastopslog._filter_py import OpsLogFilter as PureFilter
 from fastopslog.redis._ids import first_seq, parse_stream_id, seq_to_stream_id
 
 HANG = 60.0

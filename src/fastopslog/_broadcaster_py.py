@@ -1,5 +1,6 @@
 """Pure implementation: OpsLogBroadcaster: history, seq, publish, subscribe
-and priming, snapshot, stats, fork handling."""
+and priming, snapshot, stats, fork handling; ``prime``, the priming and
+history-gap rule it shares with the Redis cluster view."""
 
 from __future__ import annotations
 
