@@ -1,4 +1,5 @@
-"""Pure implementation: OpsLogSubscription, the readers' handle."""
+"""Pure implementation: OpsLogSubscription, the readers' handle (its code
+in ``_Subscription``, which the Redis cluster view's subscriptions share)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,9 @@ class _Owner(Protocol[E]):
 
 
 class _Subscription(Generic[E]):
-    """A live, bounded, filtered feed of entries. Read it with ``get``,
-    ``get_nowait``, ``drain``, iteration or ``await aget()``; close it with
-    ``unsubscribe()`` or a ``with`` block. Garbage collection unsubscribes a
-    subscription that was dropped without it.
-
-    Generic in what it holds: an :class:`OpsLogSubscription` holds
-    OpsLogEntry, a cluster view's subscription (``fastopslog.redis``)
-    StreamEntry; they read alike. The core has one class."""
+    """What :class:`OpsLogSubscription` does, generic in the entries it
+    holds, so that the Redis cluster view's subscriptions (of StreamEntry,
+    ``fastopslog.redis``) are this same code. The core has no such base."""
 
     __slots__ = ("_broadcaster", "_ring", "_overflow", "_history_gap", "__weakref__")
 

@@ -71,10 +71,11 @@ class StreamEntry(NamedTuple):
 
 
 class _ViewRing(_Ring[StreamEntry]):
-    """A view subscription's ring. ``_Ring`` keeps its filter as the pure
-    class (``filter``, an equal copy when ``fastopslog`` is the core); the
-    view matches with the caller's own, ``wanted`` (``None``: everything),
-    on ``StreamEntry.entry``, which is of the same implementation."""
+    """A view subscription's ring, which also counts losses upstream.
+    ``_Ring`` files its filter by the pure class's route, so ``filter`` is
+    a pure copy of the caller's; the view matches with the caller's own,
+    ``wanted`` (``None``: everything), on ``StreamEntry.entry``, which is
+    of the same implementation (``fastopslog``'s, maybe the core)."""
 
     __slots__ = ("wanted", "upstream_lost")
 
@@ -114,7 +115,7 @@ class ClusterView:
         # stream had it (evicted, or older than what priming loaded): a
         # resume from before it has a gap.
         self._floor = 0
-        self._seq = 0
+        self._seq = 0  # the newest seq published: last_seq
         self._published = 0
         self._dropped = 0
         self._lost = 0
