@@ -20,10 +20,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fastopslog
 from _redis_server import RedisServer
 from fastopslog._filter_py import OpsLogFilter as PureFilter
+from fastopslog._ring_py import _Ring
 from fastopslog.redis import (
     ClusterView,
     ElectedForwarder,
@@ -194,6 +197,30 @@ def test_view_buffers_drop_by_policy_across_batches() -> None:
     assert [item.seq for item in oldest.drain()] == [9, 10, 11] and oldest.dropped == 4
     assert [item.seq for item in newest.drain()] == [7, 8, 9] and newest.dropped == 5
     assert view.stats() == (11, 5 + 4, 2)
+
+
+@given(
+    cap=st.integers(1, 8),
+    drop_oldest=st.booleans(),
+    steps=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 10)), max_size=12),
+)
+def test_a_batch_pushes_as_its_entries_one_by_one(
+    cap: int, drop_oldest: bool, steps: list[tuple[int, int]]
+) -> None:
+    """``_Ring.push_many``, the view's batch push, leaves the buffer and the
+    drop count as ``push`` entry by entry does, reads between batches
+    included."""
+    batched: _Ring[int] = _Ring(PureFilter(), cap, drop_oldest)
+    single: _Ring[int] = _Ring(PureFilter(), cap, drop_oldest)
+    n = 0
+    for size, reads in steps:
+        batch = list(range(n, n + size))
+        n += size
+        missed = batched.push_many(batch)
+        assert missed == sum(single.push(item) for item in batch)
+        assert list(batched.buf) == list(single.buf) and batched.dropped == single.dropped
+        for _ in range(min(reads, len(single.buf))):
+            assert batched.pop() == single.pop()
 
 
 def test_view_counts_upstream_losses_per_live_subscription() -> None:

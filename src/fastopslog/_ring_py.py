@@ -62,7 +62,8 @@ class _Ring(Generic[E]):
         how many a full buffer cost. Whole batches move with deque
         operations (the core has no such method: only the cluster view,
         which is pure Python, publishes batches). Under the lock; a reader
-        may pop meanwhile, so each step rechecks what it relies on."""
+        may pop meanwhile: as in ``push``, the room it made may go unused,
+        but what is counted dropped was dropped."""
         buf = self.buf
         room = self.cap - len(buf)
         if len(entries) <= room:
@@ -71,13 +72,17 @@ class _Ring(Generic[E]):
         if self.drop_oldest:
             keep = entries[-self.cap :]
             missed = len(entries) - len(keep)
-            # The oldest make room, unread: drops, unless readers took them.
-            while len(buf) > self.cap - len(keep):
+            # The oldest make room, unread: drops, but for what readers
+            # took meanwhile if they emptied the buffer.
+            popleft = buf.popleft
+            excess = max(0, len(buf) + len(keep) - self.cap)
+            for popped in range(excess):
                 try:
-                    buf.popleft()
+                    popleft()
                 except IndexError:
+                    excess = popped
                     break
-                missed += 1
+            missed += excess
             buf.extend(keep)
         else:
             buf.extend(entries[:room])
