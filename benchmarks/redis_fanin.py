@@ -3,8 +3,9 @@
     python benchmarks/redis_fanin.py cpu      # forwarder CPU per entry at 10,000 entries/s
     python benchmarks/redis_fanin.py e2e      # two forwarding processes -> one reader
     python benchmarks/redis_fanin.py restart  # a Redis restart under load: the counts add up
+    python benchmarks/redis_fanin.py view     # the view's batch publish alone, no Redis
 
-Each run starts its own redis-server on a Unix socket in a temporary
+Each run but ``view`` starts its own redis-server on a Unix socket in a temporary
 directory (tests/_redis_server.py) and stops it. Figures: BENCHMARKS.md
 and RELIABILITY.md. Not a pytest module: it runs processes for seconds.
 """
@@ -20,12 +21,13 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 import fastopslog
 from _redis_server import RedisServer
-from fastopslog.redis import Forwarder, StreamReader
+from fastopslog.redis import ClusterView, Forwarder, StreamEntry, StreamReader
 
 # A forwarding host: publishes `count` entries at `rate` per second (in
 # bursts every millisecond; 0: as fast as it can), each stamped with its
@@ -202,11 +204,50 @@ def restart(count: int, rate: float, down: float) -> None:
         }))  # fmt: skip
 
 
+def view(batches: int) -> None:
+    """``ClusterView._publish_batch`` per entry, as the reader calls it
+    (batches of 1,000 into a history of 10,000), by the subscriptions it
+    feeds; read between batches, untimed. Best of 5 rounds."""
+    line = fastopslog.OpsLogEntry(status=200, path="/v1/chat/completions", model="gpt-4o",
+                                  latency_ms=120, account_id=5).to_json()
+    errors = fastopslog.OpsLogFilter(min_status=500)
+    cases: dict[str, tuple[int, Any]] = {
+        "no subscription": (0, None),
+        "1 unfiltered": (1, {}),
+        "10 unfiltered": (10, {}),
+        "10 unfiltered drop_oldest never read": (10, {"buf_size": 512, "overflow": "drop_oldest"}),
+        "2 filtered min_status=500": (2, {"filter": errors}),
+    }
+    result = {}
+    for name, (n, options) in cases.items():
+        cluster = ClusterView(10_000)
+        subs = [cluster.subscribe(**({"buf_size": 4096} | options)) for _ in range(n)]
+        read = subs if "never read" not in name else []
+        rounds = batches // 20 if "filtered" in name else batches  # a filter parses each entry
+        seq, best = 0, float("inf")
+        for _ in range(5):
+            took = 0.0
+            for _ in range(rounds):
+                entries = [StreamEntry(seq + i, "h", seq + i, line) for i in range(1, 1001)]
+                seq += 1000
+                start = time.perf_counter()
+                cluster._publish_batch(entries)
+                took += time.perf_counter() - start
+                for sub in read:
+                    sub.drain()
+            best = min(best, took / (rounds * 1000))
+        result[name] = round(best * 1e9)
+    print(json.dumps({
+        "implementation": "compiled" if fastopslog.USE_EXTENSIONS else "pure",
+        "ns_per_entry": result,
+    }))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("cpu", "e2e", "restart"))
+    parser.add_argument("mode", choices=("cpu", "e2e", "restart", "view"))
     parser.add_argument("--seconds", type=float, default=10.0, help="cpu: how long to publish")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="entries/s (cpu: default 10000; e2e, restart: per host, 0 = flat out)")
@@ -214,11 +255,14 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.05,
                         help="cpu: the forwarder's gathering interval (its default)")
     parser.add_argument("--down", type=float, default=2.0, help="restart: seconds Redis stays down")
+    parser.add_argument("--batches", type=int, default=100, help="view: batches of 1,000 a round")
     args = parser.parse_args()
     if args.mode == "cpu":
         cpu(args.seconds, int(args.rate or 10_000), args.interval)
     elif args.mode == "e2e":
         e2e(args.count, args.rate)
+    elif args.mode == "view":
+        view(args.batches)
     else:
         restart(args.count, args.rate or 20_000.0, args.down)
 

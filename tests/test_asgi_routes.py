@@ -531,6 +531,32 @@ async def test_losses_upstream_are_told_apart_from_a_slow_client() -> None:
     assert view.stats().subscribers == 0
 
 
+async def test_a_filtered_dashboard_on_a_cluster_view() -> None:
+    """A filtered stream over a cluster view, with the filter class this
+    implementation gives, gets what the filter takes, and resumes from a
+    sparse seq with Last-Event-ID."""
+    view = ClusterView(history_cap=100)
+    app = make_app(view, buf_size=16, replay=0)  # type: ignore[arg-type]
+    stream = sse(app, "min_status=500")
+    await stream.next_event()  # ready: subscribed
+    entries = view_entries(1, 3)
+    errors = [StreamEntry(seq, "west", seq, json.dumps({"status": 503})) for seq in (10, 20)]
+    view._publish_batch(entries[:2] + errors[:1] + entries[2:] + errors[1:])
+    got = await stream.entries(2)
+    assert [(seq, data["status"], data["host"]) for seq, data in got] == [
+        (10, 503, "west"),
+        (20, 503, "west"),
+    ]
+    await stream.hang_up()
+    resumed = sse(app, "min_status=500", headers={"Last-Event-ID": "15"})
+    ready = await resumed.next_event()
+    assert json.loads(ready["data"])["last_event_id"] == 15
+    assert [seq for seq, _ in await resumed.entries(1)] == [20]
+    assert resumed.others == []  # no history gap: 20 is held, 15 is past the floor
+    await resumed.hang_up()
+    assert view.stats().subscribers == 0
+
+
 @pytest.mark.parametrize("flush_interval", [0.0, 0.02])
 async def test_streams_sharing_chunks_each_get_their_own_entries(
     ops: OpsLogBroadcaster, flush_interval: float

@@ -20,14 +20,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fastopslog
 from _redis_server import RedisServer
+from fastopslog._filter_py import OpsLogFilter as PureFilter
+from fastopslog._ring_py import _Ring
 from fastopslog.redis import (
+    ClusterView,
     ElectedForwarder,
     Forwarder,
     HostLock,
     RedisSetupError,
+    StreamEntry,
     StreamReader,
     connect,
 )
@@ -117,6 +123,124 @@ def test_stream_ids_pack_in_order() -> None:
     assert first_seq(1 << 42, 0) is None
     with pytest.raises(ValueError, match="not a stream id"):
         parse_stream_id("12")
+
+
+def stream_entries(seqs: list[int], status: int = 200) -> list[StreamEntry]:
+    line = json.dumps({"status": status, "path": "/v1/chat"})
+    return [StreamEntry(seq, "east", seq, line) for seq in seqs]
+
+
+def test_view_resumes_by_a_floor_between_sparse_seqs() -> None:
+    """Seqs are sparse stream ids: whether a resume is covered is decided
+    by the floor (the newest seq evicted), never by a count, wherever the
+    resume falls between two seqs."""
+    view = ClusterView(history_cap=4)
+    view._publish_batch(stream_entries([10, 20, 30]))
+    view._publish_batch(stream_entries([40, 50, 60]))  # evicts 10 and 20: the floor is 20
+
+    def resume(since: int, buf_size: int = 16) -> tuple[list[int], bool]:
+        sub = view.subscribe(None, buf_size, since_seq=since)
+        return [item.seq for item in sub.drain()], sub.history_gap
+
+    assert resume(25) == ([30, 40, 50, 60], False)  # after the floor, before the first held
+    assert resume(20) == ([30, 40, 50, 60], False)  # everything after the floor is held
+    assert resume(15) == ([30, 40, 50, 60], True)  # 20 was after it and is gone
+    assert resume(0) == ([30, 40, 50, 60], True)
+    assert resume(45) == ([50, 60], False)
+    assert resume(60) == ([], False)
+    assert resume(65) == ([], True)  # after the newest: not this stream's history
+    assert resume(25, buf_size=2) == ([50, 60], True)  # the oldest did not fit
+    with pytest.raises(ValueError, match="not after 60"):
+        view._publish_batch(stream_entries([60, 70]))
+    assert view.last_seq == 60 and view.stats().published == 6
+
+    primed = ClusterView(history_cap=100)
+    primed._prime_floor(1000)  # the reader loaded from 1001 on
+    primed._publish_batch(stream_entries([1001, 2000]))
+    assert primed.subscribe(None, since_seq=999).history_gap
+    assert not primed.subscribe(None, since_seq=1000).history_gap
+
+
+def test_view_filters_batches_with_the_packages_filter() -> None:
+    """Filters are ``fastopslog.OpsLogFilter`` (the core's when it is in
+    use), matched on the parsed entry; equal filters share the batch."""
+    view = ClusterView(history_cap=100)
+    errors = [view.subscribe(fastopslog.OpsLogFilter(min_status=500), 100) for _ in range(2)]
+    everything = view.subscribe(fastopslog.OpsLogFilter(), 100)
+    view._publish_batch(stream_entries([1, 2], 200) + stream_entries([3], 503))
+    view._publish_batch(stream_entries([4], 500) + stream_entries([5], 404))
+    for sub in errors:
+        assert [item.seq for item in sub.drain()] == [3, 4]
+    assert [item.seq for item in everything.drain()] == [1, 2, 3, 4, 5]
+    assert errors[0].filter == PureFilter(min_status=500)  # the pure machinery's copy
+    flt = fastopslog.OpsLogFilter(min_status=500)
+    replayed = view.subscribe(flt, 100, replay=1)
+    assert [item.seq for item in replayed.drain()] == [4]
+    resumed = view.subscribe(flt, 100, since_seq=1)
+    assert [item.seq for item in resumed.drain()] == [3, 4] and not resumed.history_gap
+    assert [item.seq for item in view.snapshot(flt)] == [3, 4]
+    assert [item.seq for item in view.snapshot(None, max_entries=2)] == [4, 5]
+    with pytest.raises(TypeError, match="filter must be an OpsLogFilter"):
+        view.subscribe("min_status=500")  # type: ignore[arg-type]
+
+
+def test_view_buffers_drop_by_policy_across_batches() -> None:
+    view = ClusterView(history_cap=100)
+    newest = view.subscribe(None, 3)
+    oldest = view.subscribe(None, 3, overflow="drop_oldest")
+    view._publish_batch(stream_entries([1, 2]))
+    assert [item.seq for item in oldest.drain(1)] == [1]  # one read: room for two more
+    view._publish_batch(stream_entries([3, 4, 5, 6]))
+    assert [item.seq for item in newest.drain()] == [1, 2, 3] and newest.dropped == 3
+    assert [item.seq for item in oldest.drain()] == [4, 5, 6] and oldest.dropped == 2
+    view._publish_batch(stream_entries([7, 8, 9, 10, 11]))
+    assert [item.seq for item in oldest.drain()] == [9, 10, 11] and oldest.dropped == 4
+    assert [item.seq for item in newest.drain()] == [7, 8, 9] and newest.dropped == 5
+    assert view.stats() == (11, 5 + 4, 2)
+
+
+@given(
+    cap=st.integers(1, 8),
+    drop_oldest=st.booleans(),
+    steps=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 10)), max_size=12),
+)
+def test_a_batch_pushes_as_its_entries_one_by_one(
+    cap: int, drop_oldest: bool, steps: list[tuple[int, int]]
+) -> None:
+    """``_Ring.push_many``, the view's batch push, leaves the buffer and the
+    drop count as ``push`` entry by entry does, reads between batches
+    included."""
+    batched: _Ring[int] = _Ring(PureFilter(), cap, drop_oldest)
+    single: _Ring[int] = _Ring(PureFilter(), cap, drop_oldest)
+    n = 0
+    for size, reads in steps:
+        batch = list(range(n, n + size))
+        n += size
+        missed = batched.push_many(batch)
+        assert missed == sum(single.push(item) for item in batch)
+        assert list(batched.buf) == list(single.buf) and batched.dropped == single.dropped
+        for _ in range(min(reads, len(single.buf))):
+            assert batched.pop() == single.pop()
+
+
+def test_view_counts_upstream_losses_per_live_subscription() -> None:
+    view = ClusterView()
+    early = view.subscribe(None, 100)
+    view._count_lost(5)
+    late = view.subscribe(None, 100)
+    view._count_lost(2)
+    with late:
+        pass  # unsubscribed: it hears of no more
+    view._count_lost(1)
+    assert (early.upstream_lost, late.upstream_lost, view.upstream_lost) == (8, 2, 8)
+    view._publish_batch(stream_entries([1]))
+    assert early.get(timeout=HANG).seq == 1
+    with pytest.raises(fastopslog.SubscriptionClosed):
+        late.get(timeout=HANG)
+    assert list(late) == []
+    assert view.stats().subscribers == 1
+    del early
+    assert view.stats().subscribers == 0  # collected: unsubscribed
 
 
 def test_hosts_fan_in_with_exact_counts(server: RedisServer) -> None:

@@ -1,13 +1,15 @@
 """Pure implementation: OpsLogBroadcaster: history, seq, publish, subscribe
-and priming, snapshot, stats, fork handling."""
+and priming, snapshot, stats, fork handling; ``prime``, the priming and
+history-gap rule it shares with the Redis cluster view."""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Reversible
 from time import time_ns
+from typing import Protocol, TypeVar
 
 from . import _waiting
 from ._common import (
@@ -61,7 +63,7 @@ class OpsLogBroadcaster:
         self._history_cap = history_cap
         self._seq = 0
         self._dropped = 0
-        self._subs: dict[int, _Ring] = {}
+        self._subs: dict[int, _Ring[OpsLogEntry]] = {}
         self._subs_version = 0
         self._routes: _Routes | None = None
 
@@ -154,7 +156,7 @@ class OpsLogBroadcaster:
         buf_size, replay, since_seq, overflow = subscribe_options(
             buf_size, replay, since_seq, overflow
         )
-        ring = _Ring(flt, buf_size, overflow == DROP_OLDEST)
+        ring: _Ring[OpsLogEntry] = _Ring(flt, buf_size, overflow == DROP_OLDEST)
         handle = OpsLogSubscription(self, ring, overflow)
         with _LOCK:
             if replay or since_seq is not None:
@@ -164,27 +166,14 @@ class OpsLogBroadcaster:
             self._reroute()
         return handle
 
-    def _prime(self, ring: _Ring, replay: int, since_seq: int | None) -> bool:
-        """Fill ``ring`` from history (newest ``buf_size`` at most); whether
-        entries after ``since_seq`` may be missing. Called under the lock."""
+    def _prime(self, ring: _Ring[OpsLogEntry], replay: int, since_seq: int | None) -> bool:
+        """Fill ``ring`` from history; whether entries after ``since_seq``
+        may be missing. Called under the lock. Seqs are contiguous here, so
+        the newest entry history no longer holds is the count less what it
+        holds."""
         history = self._history or ()
-        picked: list[OpsLogEntry] = []
-        want = ring.cap if since_seq is not None else min(replay, ring.cap)
-        gap = False
-        for entry in reversed(history):
-            if since_seq is not None and entry._seq <= since_seq:
-                break
-            if ring.filter.matches(entry):
-                if len(picked) == want:
-                    gap = since_seq is not None
-                    break
-                picked.append(entry)
-        picked.reverse()
-        ring.buf.extend(picked)
-        if since_seq is None:
-            return False
-        first_kept = self._seq - len(history) + 1
-        return gap or since_seq + 1 < first_kept or since_seq > self._seq
+        floor = self._seq - len(history)
+        return prime(ring, history, replay, since_seq, ring.filter.matches, floor, self._seq)
 
     def _reroute(self) -> None:
         """Rebuild the routes after ``_subs`` changed; under the lock.
@@ -204,7 +193,7 @@ class OpsLogBroadcaster:
                 self._routes = routes
                 return
 
-    def _remove(self, ring: _Ring) -> None:
+    def _remove(self, ring: _Ring[OpsLogEntry]) -> None:
         with _LOCK:
             if ring.closed:
                 return
@@ -232,3 +221,46 @@ class OpsLogBroadcaster:
     def stats(self) -> OpsLogStats:
         with _LOCK:
             return OpsLogStats(self._seq, self._dropped, len(self._subs))
+
+
+class _Sequenced(Protocol):
+    @property
+    def seq(self) -> int: ...
+
+
+Q = TypeVar("Q", bound=_Sequenced)
+
+
+def prime(
+    ring: _Ring[Q],
+    history: Reversible[Q],
+    replay: int,
+    since_seq: int | None,
+    matches: Callable[[Q], bool] | None,
+    floor: int,
+    last: int,
+) -> bool:
+    """Fill ``ring`` from ``history`` (oldest first, seqs increasing) with
+    the entries ``matches`` takes (``None``: all): the last ``replay``, or
+    every one after ``since_seq``; the newest ``ring.cap`` at most. Returns
+    whether entries after ``since_seq`` may be missing: some did not fit,
+    or ``since_seq`` is before ``floor`` (the seq of the newest entry the
+    log had but history no longer holds) or after ``last`` (the newest
+    seq). A floor, not a count: the cluster view's seqs are sparse stream
+    ids. Called under the lock; shared with ``fastopslog.redis``."""
+    picked: list[Q] = []
+    want = ring.cap if since_seq is not None else min(replay, ring.cap)
+    gap = False
+    for entry in reversed(history):
+        if since_seq is not None and entry.seq <= since_seq:
+            break
+        if matches is None or matches(entry):
+            if len(picked) == want:
+                gap = since_seq is not None
+                break
+            picked.append(entry)
+    picked.reverse()
+    ring.buf.extend(picked)
+    if since_seq is None:
+        return False
+    return gap or since_seq < floor or since_seq > last

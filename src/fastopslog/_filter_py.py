@@ -109,7 +109,7 @@ _MATCH_ALL = OpsLogFilter()
 
 # A group: what is left to check once a publish found it (None: nothing),
 # and the rings of the subscriptions whose filters are equal.
-_Group = tuple[Callable[[OpsLogEntry], bool] | None, tuple["_Ring", ...]]
+_Group = tuple[Callable[[OpsLogEntry], bool] | None, tuple["_Ring[OpsLogEntry]", ...]]
 
 
 class _Routes:
@@ -118,8 +118,8 @@ class _Routes:
 
     __slots__ = ("every", "by_model", "by_account", "by_group")
 
-    def __init__(self, rings: list[_Ring]) -> None:
-        groups: dict[OpsLogFilter, list[_Ring]] = {}
+    def __init__(self, rings: list[_Ring[OpsLogEntry]]) -> None:
+        groups: dict[OpsLogFilter, list[_Ring[OpsLogEntry]]] = {}
         for ring in rings:
             groups.setdefault(ring.filter, []).append(ring)
         every: list[_Group] = []

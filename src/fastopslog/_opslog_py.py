@@ -6,7 +6,8 @@ Users and tests import it; each concern lives in a module of its own
 
 Locking: one re-entrant lock, ``_LOCK`` in ``_broadcaster_py``, guards every
 broadcaster's history, counters, subscriptions and routes, every push into a
-subscription's buffer, and the seal of every entry. One lock for all makes
+subscription's buffer, and the seal of every entry (the Redis cluster view,
+built on these parts, takes it too). One lock for all makes
 sealing atomic across broadcasters (two of them publishing the same fresh
 entry at once cannot both claim it) at the price of one lock operation per
 publish; Python code runs one thread at a time anyway. It is re-entrant

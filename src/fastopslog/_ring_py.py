@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
-from ._entry_py import OpsLogEntry
 from ._filter_py import OpsLogFilter
 
+# What a ring holds: an OpsLogEntry, or a cluster view's StreamEntry
+# (fastopslog.redis reuses the rings and the subscriptions around them).
+E = TypeVar("E")
 
-class _Ring:
+
+class _Ring(Generic[E]):
     """A subscription's state as the broadcaster sees it. The user holds an
     :class:`OpsLogSubscription` around it; the broadcaster never references
     that wrapper, so dropping it lets the garbage collector unsubscribe."""
@@ -26,14 +30,14 @@ class _Ring:
         self.filter = flt
         # First: a filter made without __init__ fails here, before any change.
         self.route = flt._route()
-        self.buf: deque[OpsLogEntry] = deque()
+        self.buf: deque[E] = deque()
         self.cap = cap
         self.drop_oldest = drop_oldest
         self.dropped = 0
         self.closed = True  # until subscribe() registers it
         self.waiters: deque[Callable[[], object]] = deque()
 
-    def push(self, entry: OpsLogEntry) -> int:
+    def push(self, entry: E) -> int:
         """Offer ``entry``: 1 when a full buffer cost an entry (``entry``
         itself, or with drop_oldest the oldest buffered), else 0. Under the
         lock; a reader may pop meanwhile."""
@@ -53,7 +57,40 @@ class _Ring:
         self.dropped += 1
         return 1
 
-    def pop(self) -> OpsLogEntry:
+    def push_many(self, entries: list[E]) -> int:
+        """Offer ``entries``, oldest first, as ``push`` would one by one:
+        how many a full buffer cost. Whole batches move with deque
+        operations (the core has no such method: only the cluster view,
+        which is pure Python, publishes batches). Under the lock; a reader
+        may pop meanwhile: as in ``push``, the room it made may go unused,
+        but what is counted dropped was dropped."""
+        buf = self.buf
+        room = self.cap - len(buf)
+        if len(entries) <= room:
+            buf.extend(entries)
+            return 0
+        if self.drop_oldest:
+            keep = entries[-self.cap :]
+            missed = len(entries) - len(keep)
+            # The oldest make room, unread: drops, but for what readers
+            # took meanwhile if they emptied the buffer.
+            popleft = buf.popleft
+            excess = max(0, len(buf) + len(keep) - self.cap)
+            for popped in range(excess):
+                try:
+                    popleft()
+                except IndexError:
+                    excess = popped
+                    break
+            missed += excess
+            buf.extend(keep)
+        else:
+            buf.extend(entries[:room])
+            missed = len(entries) - room
+        self.dropped += missed
+        return missed
+
+    def pop(self) -> E:
         """The oldest buffered entry; ``IndexError`` when there is none."""
         return self.buf.popleft()
 

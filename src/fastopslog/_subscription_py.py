@@ -1,31 +1,36 @@
-"""Pure implementation: OpsLogSubscription, the readers' handle."""
+"""Pure implementation: OpsLogSubscription, the readers' handle (its code
+in ``_Subscription``, which the Redis cluster view's subscriptions share)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from queue import Empty
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Any, Generic, Protocol, TypeVar
 
 from . import _waiting
 from ._common import SubscriptionClosed, check_int, refuse_copy
 from ._entry_py import OpsLogEntry
 from ._filter_py import OpsLogFilter
-from ._ring_py import _Ring
+from ._ring_py import E, _Ring
 
-if TYPE_CHECKING:
-    from ._broadcaster_py import OpsLogBroadcaster
+S = TypeVar("S", bound="_Subscription[Any]")
 
 
-class OpsLogSubscription:
-    """A live, bounded, filtered feed of entries. Read it with ``get``,
-    ``get_nowait``, ``drain``, iteration or ``await aget()``; close it with
-    ``unsubscribe()`` or a ``with`` block. Garbage collection unsubscribes a
-    subscription that was dropped without it."""
+class _Owner(Protocol[E]):
+    """What a subscription needs of its broadcaster: a way to leave it."""
+
+    def _remove(self, ring: _Ring[E]) -> None: ...
+
+
+class _Subscription(Generic[E]):
+    """What :class:`OpsLogSubscription` does, generic in the entries it
+    holds, so that the Redis cluster view's subscriptions (of StreamEntry,
+    ``fastopslog.redis``) are this same code. The core has no such base."""
 
     __slots__ = ("_broadcaster", "_ring", "_overflow", "_history_gap", "__weakref__")
 
-    def __init__(self, broadcaster: OpsLogBroadcaster, ring: _Ring, overflow: str) -> None:
+    def __init__(self, broadcaster: _Owner[E], ring: _Ring[E], overflow: str) -> None:
         self._broadcaster = broadcaster
         self._ring = ring
         self._overflow = overflow
@@ -62,7 +67,7 @@ class OpsLogSubscription:
 
     def __repr__(self) -> str:
         return (
-            f"<OpsLogSubscription {self._ring.filter!r} buf_size={self._ring.cap}"
+            f"<{type(self).__name__} {self._ring.filter!r} buf_size={self._ring.cap}"
             f" buffered={len(self._ring.buf)} dropped={self._ring.dropped}"
             f" closed={self._ring.closed}>"
         )
@@ -79,7 +84,7 @@ class OpsLogSubscription:
         if broadcaster is not None:
             broadcaster._remove(self._ring)
 
-    def _pop_or_park(self, waker: Callable[[], object] | None) -> OpsLogEntry:
+    def _pop_or_park(self, waker: Callable[[], object] | None) -> E:
         # Without the lock, so that a reader never waits behind publishers:
         # each step is one atomic deque operation, and each side writes
         # before it reads. A publish pushes, then takes the waiters; this
@@ -115,18 +120,18 @@ class OpsLogSubscription:
         except ValueError:
             pass  # already taken by a publish or unsubscribe() to be called
 
-    def get(self, timeout: float | None = None) -> OpsLogEntry:
+    def get(self, timeout: float | None = None) -> E:
         """The next entry, waiting for one (``queue.Empty`` after
         ``timeout`` seconds; ``SubscriptionClosed`` once closed and empty)."""
         return _waiting.get(self, timeout)
 
-    def get_nowait(self) -> OpsLogEntry:
+    def get_nowait(self) -> E:
         entry = self._pop_or_park(None)
         if entry is _waiting.EMPTY:
             raise Empty
         return entry
 
-    def drain(self, max_items: int | None = None) -> list[OpsLogEntry]:
+    def drain(self, max_items: int | None = None) -> list[E]:
         """Everything buffered (at most ``max_items``), without waiting."""
         if max_items is not None:
             max_items = check_int("max_items", max_items)
@@ -146,29 +151,29 @@ class OpsLogSubscription:
                 break
         return items
 
-    async def aget(self) -> OpsLogEntry:
+    async def aget(self) -> E:
         """Await the next entry (``SubscriptionClosed`` once closed and empty)."""
         return await _waiting.aget(self)
 
-    def __iter__(self) -> Iterator[OpsLogEntry]:
+    def __iter__(self) -> Iterator[E]:
         return self
 
-    def __next__(self) -> OpsLogEntry:
+    def __next__(self) -> E:
         try:
             return _waiting.get(self, None)
         except SubscriptionClosed:
             raise StopIteration from None
 
-    def __aiter__(self) -> AsyncIterator[OpsLogEntry]:
+    def __aiter__(self) -> AsyncIterator[E]:
         return self
 
-    async def __anext__(self) -> OpsLogEntry:
+    async def __anext__(self) -> E:
         try:
             return await _waiting.aget(self)
         except SubscriptionClosed:
             raise StopAsyncIteration from None
 
-    def __enter__(self) -> OpsLogSubscription:
+    def __enter__(self: S) -> S:
         return self
 
     def __exit__(
@@ -179,7 +184,7 @@ class OpsLogSubscription:
     ) -> None:
         self.unsubscribe()
 
-    async def __aenter__(self) -> OpsLogSubscription:
+    async def __aenter__(self: S) -> S:
         return self
 
     async def __aexit__(
@@ -189,3 +194,12 @@ class OpsLogSubscription:
         tb: TracebackType | None,
     ) -> None:
         self.unsubscribe()
+
+
+class OpsLogSubscription(_Subscription[OpsLogEntry]):
+    """A live, bounded, filtered feed of entries. Read it with ``get``,
+    ``get_nowait``, ``drain``, iteration or ``await aget()``; close it with
+    ``unsubscribe()`` or a ``with`` block. Garbage collection unsubscribes a
+    subscription that was dropped without it."""
+
+    __slots__ = ()

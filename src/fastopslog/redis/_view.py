@@ -2,42 +2,48 @@
 
 ``admin_routes`` needs ``subscribe`` (with ``replay``/``since_seq``),
 ``snapshot`` and ``stats``, and reads each entry's ``seq`` (the SSE event
-id) and ``to_json()``. Here ``seq`` is not a local publish count but the
-packed stream id (``_ids``), which is sparse, so the local broadcaster's
-arithmetic for "is this resume still covered by history" does not hold; the
-view keeps its own small history and buffers instead, and says a resume is
-covered when nothing after it was ever evicted (``_floor``).
+id) and ``to_json()``. The view is built from the pure implementation's
+parts: its subscriptions are its rings (``_Ring``, with the drop policies)
+read through the same subscription code (``_Subscription``: lock-free
+reads, parking, iteration, ``__del__``), and priming is its ``prime``. What
+is the view's own: ``seq`` is not a local publish count but the packed
+stream id (``_ids``), which is sparse, so the view tracks the floor of its
+history (the newest seq it no longer holds) for ``prime``'s gap rule; the
+reader publishes whole batches; and losses upstream are counted.
 
 Entries are :class:`StreamEntry`: the forwarded JSON line with its origin
 (host name, and the seq it had on that host). The JSON is parsed only when
-a filter needs the fields, so an unfiltered dashboard costs no parse.
+a filter needs the fields, once per batch, so an unfiltered dashboard costs
+no parse.
 
-Locking: one re-entrant lock guards history, counters, the subscription set
-and every buffer; wakers run after it is released (as in the local
-broadcaster).
+Locking as in the pure implementation (``_opslog_py``): its one lock,
+``_LOCK``, guards history, counters, the subscription set and every push;
+readers never take it; wakers run after it is released.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from queue import Empty
-from types import TracebackType
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .. import OpsLogEntry, OpsLogFilter, _waiting
+from .._broadcaster_py import _LOCK, prime
 from .._common import (
+    DEFAULT_BUF_SIZE,
     DROP_NEWEST,
     DROP_OLDEST,
     OpsLogStats,
     Overflow,
-    SubscriptionClosed,
     check_capacity,
     check_int,
     subscribe_options,
 )
+from .._filter_py import _FILTER_NAMES
+from .._filter_py import OpsLogFilter as _PureFilter
+from .._ring_py import _Ring
+from .._subscription_py import _Subscription
 
 __all__ = ("ClusterView", "StreamEntry")
 
@@ -64,18 +70,38 @@ class StreamEntry(NamedTuple):
         return f'{self.line[:-1]},"host":{json.dumps(self.host)},"origin_seq":{self.origin_seq}}}'
 
 
-class _Sub:
-    __slots__ = ("flt", "cap", "drop_oldest", "buf", "dropped", "upstream_lost", "closed", "waiters")
+class _ViewRing(_Ring[StreamEntry]):
+    """A view subscription's ring, which also counts losses upstream.
+    ``_Ring`` files its filter by the pure class's route, so ``filter`` is
+    a pure copy of the caller's; the view matches with the caller's own,
+    ``wanted`` (``None``: everything), on ``StreamEntry.entry``, which is
+    of the same implementation (``fastopslog``'s, maybe the core)."""
 
-    def __init__(self, flt: Any, cap: int, drop_oldest: bool) -> None:
-        self.flt = flt
-        self.cap = cap
-        self.drop_oldest = drop_oldest
-        self.buf: deque[StreamEntry] = deque()
-        self.dropped = 0
+    __slots__ = ("wanted", "upstream_lost")
+
+    def __init__(self, wanted: OpsLogFilter | None, cap: int, drop_oldest: bool) -> None:
+        fields: dict[str, Any] = {}
+        if wanted is not None:
+            fields = dict(zip(_FILTER_NAMES, wanted._value(), strict=True))
+        super().__init__(_PureFilter(**fields), cap, drop_oldest)
+        self.wanted = wanted
         self.upstream_lost = 0
-        self.closed = False
-        self.waiters: list[Callable[[], object]] = []
+
+
+class ViewSubscription(_Subscription[StreamEntry]):
+    """A subscription to a :class:`ClusterView`, read like an
+    ``OpsLogSubscription`` (by the same code), of :class:`StreamEntry`."""
+
+    __slots__ = ()
+
+    _ring: _ViewRing
+
+    @property
+    def upstream_lost(self) -> int:
+        """Entries lost before they reached the view, since this
+        subscription began: the SSE route's ``lost`` events of reason
+        ``"upstream"`` (absent on a local broadcaster's subscriptions)."""
+        return self._ring.upstream_lost
 
 
 class ClusterView:
@@ -83,20 +109,17 @@ class ClusterView:
 
     def __init__(self, history_cap: int = 10_000) -> None:
         history_cap = max(0, check_capacity("history_cap", history_cap))
-        # Re-entrant: a subscription the garbage collector finds unreachable
-        # unsubscribes from __del__, maybe inside a publish on this thread.
-        self._lock = threading.RLock()
-        self._history: deque[StreamEntry] = deque()
+        self._history: deque[StreamEntry] = deque(maxlen=history_cap)
         self._history_cap = history_cap
         # The seq of the newest entry this view does not hold although the
         # stream had it (evicted, or older than what priming loaded): a
         # resume from before it has a gap.
         self._floor = 0
-        self._last = 0
+        self._seq = 0  # the newest seq published: last_seq
         self._published = 0
         self._dropped = 0
         self._lost = 0
-        self._subs: set[_Sub] = set()
+        self._subs: dict[int, _ViewRing] = {}
 
     @property
     def history_cap(self) -> int:
@@ -105,7 +128,7 @@ class ClusterView:
     @property
     def last_seq(self) -> int:
         """The seq of the newest entry published, 0 before the first."""
-        return self._last
+        return self._seq
 
     @property
     def upstream_lost(self) -> int:
@@ -120,53 +143,54 @@ class ClusterView:
         with deque operations: the reader delivers thousands at a time."""
         if not entries:
             return
-        wakers: list[Callable[[], object]] = []
-        with self._lock:
-            if entries[0].seq <= self._last:
-                raise ValueError(f"seq {entries[0].seq} is not after {self._last}")
-            self._last = entries[-1].seq
+        with _LOCK:
+            if entries[0].seq <= self._seq:
+                raise ValueError(f"seq {entries[0].seq} is not after {self._seq}")
+            self._seq = entries[-1].seq
             self._published += len(entries)
             history = self._history
-            cap = self._history_cap
-            over = len(history) + len(entries) - cap
+            over = len(history) + len(entries) - self._history_cap
             if over > 0:
                 # The newest entry that will not be held any more.
                 self._floor = (
                     history[over - 1].seq if over <= len(history) else entries[over - len(history) - 1].seq
                 )
-                if over >= len(history):
-                    history.clear()
-                    history.extend(entries[len(entries) - cap :] if cap else ())
-                else:
-                    for _ in range(over):
-                        history.popleft()
-                    history.extend(entries)
+            history.extend(entries)  # its maxlen evicts the oldest
+            wakers = self._fan_out(entries)
+        if wakers:
+            _waiting.wake(wakers)
+
+    def _fan_out(self, entries: list[StreamEntry]) -> list[Callable[[], object]] | None:
+        """Push the batch, or what each filter takes of it (matched once
+        per filter, parsed once for all), to every ring; the wakers of
+        parked readers, to call after the lock is released."""
+        wakers = None
+        dropped = 0
+        parsed: list[Any] | None = None
+        matched: dict[OpsLogFilter, list[StreamEntry]] = {}
+        # list(): it allocates before iterating, so a subscription collected
+        # meanwhile (its __del__ unsubscribes, on this thread) cannot change
+        # the dict under the iteration.
+        for ring in list(self._subs.values()):
+            wanted = ring.wanted
+            if wanted is None:
+                batch = entries
             else:
-                history.extend(entries)
-            for sub in self._subs:
-                flt = sub.flt
-                batch = entries if flt is None else [e for e in entries if flt.matches(e.entry)]
-                if not batch:
+                taken = matched.get(wanted)
+                if taken is None:
+                    if parsed is None:
+                        parsed = [item.entry for item in entries]
+                    taken = matched[wanted] = [
+                        item for item, entry in zip(entries, parsed, strict=True) if wanted.matches(entry)
+                    ]
+                if not taken:
                     continue
-                buf = sub.buf
-                room = sub.cap - len(buf)
-                if len(batch) > room:
-                    missed = len(batch) - room
-                    sub.dropped += missed
-                    self._dropped += missed
-                    if sub.drop_oldest:
-                        keep = batch[-sub.cap :]
-                        for _ in range(min(len(buf), len(keep) - room)):
-                            buf.popleft()
-                        buf.extend(keep)
-                    else:
-                        buf.extend(batch[:room])
-                else:
-                    buf.extend(batch)
-                if sub.waiters:
-                    wakers += sub.waiters
-                    sub.waiters.clear()
-        _waiting.wake(wakers)
+                batch = taken
+            dropped += ring.push_many(batch)
+            if ring.waiters:
+                wakers = ring.take_waiters(wakers)
+        self._dropped += dropped
+        return wakers
 
     def _count_lost(self, count: int) -> None:
         """``count`` entries were published upstream and will never arrive
@@ -176,20 +200,20 @@ class ClusterView:
         its own reason with the count (nobody can tell which would have
         matched its filter, so each hears of all of them). No subscription
         misses an entry the others have, so batches stay shareable."""
-        with self._lock:
+        with _LOCK:
             self._lost += count
-            for sub in self._subs:
-                sub.upstream_lost += count
+            for ring in self._subs.values():
+                ring.upstream_lost += count
 
     def _prime_floor(self, seq: int) -> None:
         """Before the first publish: entries up to ``seq`` are not held."""
-        with self._lock:
+        with _LOCK:
             self._floor = max(self._floor, seq)
 
     def subscribe(
         self,
         filter: OpsLogFilter | None = None,
-        buf_size: int = 1024,
+        buf_size: int = DEFAULT_BUF_SIZE,
         *,
         replay: int = 0,
         since_seq: int | None = None,
@@ -199,43 +223,36 @@ class ClusterView:
         step; ``history_gap`` when entries after ``since_seq`` are gone."""
         if filter is not None and not isinstance(filter, OpsLogFilter):
             raise TypeError(f"filter must be an OpsLogFilter or None, not {type(filter).__name__}")
-        size, last, since, policy = subscribe_options(buf_size, replay, since_seq, overflow)
-        sub = _Sub(filter if filter != OpsLogFilter() else None, size, policy == DROP_OLDEST)
-        gap = False
-        with self._lock:
-            if last or since is not None:
-                want = size if since is not None else min(last, size)
-                picked: list[StreamEntry] = []
-                for item in reversed(self._history):
-                    if since is not None and item.seq <= since:
-                        break
-                    if sub.flt is None or sub.flt.matches(item.entry):
-                        if len(picked) == want:
-                            gap = since is not None
-                            break
-                        picked.append(item)
-                picked.reverse()
-                sub.buf.extend(picked)
-                if since is not None:
-                    gap = gap or since < self._floor or since > self._last
-            self._subs.add(sub)
-        return ViewSubscription(self, sub, gap)
+        size, replay, since_seq, policy = subscribe_options(buf_size, replay, since_seq, overflow)
+        wanted = None if filter is None or filter == OpsLogFilter() else filter
+        ring = _ViewRing(wanted, size, policy == DROP_OLDEST)
+        handle = ViewSubscription(self, ring, policy)
+        with _LOCK:
+            if replay or since_seq is not None:
+                matches = None if wanted is None else _matcher(wanted)
+                handle._history_gap = prime(
+                    ring, self._history, replay, since_seq, matches, self._floor, self._seq
+                )
+            self._subs[id(ring)] = ring
+            ring.closed = False
+        return handle
 
-    def _unsubscribe(self, sub: _Sub) -> None:
-        with self._lock:
-            if sub.closed:
+    def _remove(self, ring: _Ring[StreamEntry]) -> None:
+        with _LOCK:
+            if ring.closed:
                 return
-            sub.closed = True
-            self._subs.discard(sub)
-            wakers, sub.waiters = sub.waiters, []
+            ring.closed = True
+            self._subs.pop(id(ring), None)
+            wakers = ring.take_waiters(None)
         _waiting.wake(wakers)
 
     def snapshot(self, filter: OpsLogFilter | None = None, max_entries: int = 0) -> list[StreamEntry]:
         max_entries = check_int("max_entries", max_entries)
-        with self._lock:
+        with _LOCK:
             entries = list(self._history)
         if filter is not None and filter != OpsLogFilter():
-            entries = [item for item in entries if filter.matches(item.entry)]
+            matches = _matcher(filter)
+            entries = [item for item in entries if matches(item)]
         if 0 < max_entries < len(entries):
             entries = entries[-max_entries:]
         return entries
@@ -243,123 +260,9 @@ class ClusterView:
     def stats(self) -> OpsLogStats:
         """``published``: entries read from the stream; ``dropped``: misses
         of slow subscriptions (entries lost upstream are ``upstream_lost``)."""
-        with self._lock:
+        with _LOCK:
             return OpsLogStats(self._published, self._dropped, len(self._subs))
 
 
-class ViewSubscription:
-    """A subscription to a :class:`ClusterView`, read like an
-    ``OpsLogSubscription``."""
-
-    __slots__ = ("_view", "_sub", "_history_gap")
-
-    def __init__(self, view: ClusterView, sub: _Sub, gap: bool) -> None:
-        self._view = view
-        self._sub = sub
-        self._history_gap = gap
-
-    @property
-    def history_gap(self) -> bool:
-        return self._history_gap
-
-    @property
-    def dropped(self) -> int:
-        return self._sub.dropped
-
-    @property
-    def upstream_lost(self) -> int:
-        """Entries lost before they reached the view, since this
-        subscription began: the SSE route's ``lost`` events of reason
-        ``"upstream"`` (absent on a local broadcaster's subscriptions)."""
-        return self._sub.upstream_lost
-
-    @property
-    def closed(self) -> bool:
-        return self._sub.closed
-
-    @property
-    def buf_size(self) -> int:
-        return self._sub.cap
-
-    def __len__(self) -> int:
-        return len(self._sub.buf)
-
-    def unsubscribe(self) -> None:
-        self._view._unsubscribe(self._sub)
-
-    def __del__(self) -> None:
-        view = getattr(self, "_view", None)
-        if view is not None:
-            view._unsubscribe(self._sub)
-
-    def _pop_or_park(self, waker: Callable[[], object] | None) -> StreamEntry:
-        sub = self._sub
-        with self._view._lock:
-            if sub.buf:
-                return sub.buf.popleft()
-            if sub.closed:
-                raise SubscriptionClosed("the subscription is closed and empty")
-            if waker is not None:
-                sub.waiters.append(waker)
-            return _waiting.EMPTY  # type: ignore[no-any-return]
-
-    def _unpark(self, waker: Callable[[], object]) -> None:
-        with self._view._lock:
-            if waker in self._sub.waiters:
-                self._sub.waiters.remove(waker)
-
-    def get(self, timeout: float | None = None) -> StreamEntry:
-        return _waiting.get(self, timeout)
-
-    def get_nowait(self) -> StreamEntry:
-        item = self._pop_or_park(None)
-        if item is _waiting.EMPTY:
-            raise Empty
-        return item
-
-    def drain(self, max_items: int | None = None) -> list[StreamEntry]:
-        buf = self._sub.buf
-        with self._view._lock:
-            if max_items is None or max_items >= len(buf):
-                items = list(buf)
-                buf.clear()
-            else:
-                items = [buf.popleft() for _ in range(max_items)]
-        return items
-
-    async def aget(self) -> StreamEntry:
-        return await _waiting.aget(self)
-
-    def __iter__(self) -> Iterator[StreamEntry]:
-        return self
-
-    def __next__(self) -> StreamEntry:
-        try:
-            return _waiting.get(self, None)
-        except SubscriptionClosed:
-            raise StopIteration from None
-
-    def __aiter__(self) -> AsyncIterator[StreamEntry]:
-        return self
-
-    async def __anext__(self) -> StreamEntry:
-        try:
-            return await _waiting.aget(self)
-        except SubscriptionClosed:
-            raise StopAsyncIteration from None
-
-    def __enter__(self) -> ViewSubscription:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.unsubscribe()
-
-    async def __aenter__(self) -> ViewSubscription:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.unsubscribe()
+def _matcher(flt: OpsLogFilter) -> Callable[[StreamEntry], bool]:
+    return lambda item: bool(flt.matches(item.entry))
