@@ -541,7 +541,7 @@ def test_json_lines_of_nothing(impl):
 def test_json_lines_takes_the_other_implementations_entries(impl, other_implementation):
     mine = json_lines_entries(impl)
     theirs = json_lines_entries(other_implementation.module)
-    mixed = [entry for pair in zip(mine, theirs) for entry in pair]
+    mixed = [entry for pair in zip(mine, theirs, strict=True) for entry in pair]
     assert impl.OpsLogEntry._json_lines(mixed) == "\n".join(e.to_json() for e in mixed).encode()
 
 
