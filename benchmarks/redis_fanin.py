@@ -13,6 +13,7 @@ and RELIABILITY.md. Not a pytest module: it runs processes for seconds.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import re
@@ -93,8 +94,8 @@ def _results(procs: list[subprocess.Popen[str]]) -> list[dict[str, float]]:
 def cpu(seconds: float, rate: int, interval: float) -> None:
     """The forwarder thread's own CPU time (its pthread CPU clock), and the
     whole process's CPU with and without a forwarder, per entry, while the
-    main thread publishes at ``rate`` entries/s; the forwarder gathers
-    for ``interval`` seconds between sends."""
+    main thread publishes at ``rate`` entries/s; the forwarder waits at
+    most ``interval`` seconds between sends."""
 
     def paced(b: fastopslog.OpsLogBroadcaster) -> float:
         count = int(seconds * rate)
@@ -252,8 +253,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0,
                         help="entries/s (cpu: default 10000; e2e, restart: per host, 0 = flat out)")
     parser.add_argument("--count", type=int, default=300_000, help="e2e, restart: entries per host")
-    parser.add_argument("--interval", type=float, default=0.05,
-                        help="cpu: the forwarder's gathering interval (its default)")
+    default_interval = inspect.signature(Forwarder).parameters["interval"].default
+    parser.add_argument("--interval", type=float, default=default_interval,
+                        help="cpu: the forwarder's longest wait between sends (default: its own)")
     parser.add_argument("--down", type=float, default=2.0, help="restart: seconds Redis stays down")
     parser.add_argument("--batches", type=int, default=100, help="view: batches of 1,000 a round")
     args = parser.parse_args()
