@@ -28,9 +28,11 @@ from _redis_server import RedisServer
 from fastopslog._filter_py import OpsLogFilter as PureFilter
 from fastopslog._ring_py import _Ring
 from fastopslog.redis import (
+    DEFAULT_STREAM,
     ClusterView,
     ElectedForwarder,
     Forwarder,
+    ForwarderStats,
     HostLock,
     RedisSetupError,
     StreamEntry,
@@ -566,3 +568,25 @@ def sse_events(url: str, headers: dict[str, str], count: int) -> list[tuple[str,
                 if len(events) == count:
                     break
     return events
+
+
+def test_close_sends_what_was_published_before_it_and_is_idempotent(server: RedisServer) -> None:
+    b = fastopslog.OpsLogBroadcaster()
+    # A long interval: only close() can make the thread send these.
+    fwd = Forwarder(b, server.url, host="h", interval=10).start()
+    for i in range(500):
+        b.publish(fastopslog.OpsLogEntry(status=200, account_id=i))
+    fwd.close()
+    assert fwd.stats() == ForwarderStats(sent=500, dropped=0, lost=0, outages=0)
+    assert fwd._thread is not None and not fwd._thread.is_alive()
+    fwd.close()  # again: nothing to do, no error
+    b.publish(fastopslog.OpsLogEntry(status=200))  # after close: not its business
+    assert fwd.stats().sent == 500
+    with connect(server.url, socket_timeout=1) as client:
+        assert client.xlen(DEFAULT_STREAM) == 1  # one XADD of 500 lines
+
+
+def test_close_before_start_is_harmless(server: RedisServer) -> None:
+    fwd = Forwarder(fastopslog.OpsLogBroadcaster(), server.url, host="h")
+    fwd.close()
+    assert fwd.stats() == ForwarderStats(sent=0, dropped=0, lost=0, outages=0)

@@ -25,6 +25,7 @@ from 0.1 s to 1 s. Nothing it does can block or fail a publish.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -127,7 +128,11 @@ class Forwarder:
         self._conn: Any = None
         self._sub: Any = None
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        # Held until close() releases it: the thread's timed sleep is an
+        # acquire of it, one C call, where an Event's wait runs a Condition
+        # in Python on every wake.
+        self._stop = threading.Lock()
+        self._stop.acquire()
         self._sent = 0
         self._lost = 0
         self._outages = 0
@@ -155,7 +160,8 @@ class Forwarder:
         ``timeout``); idempotent."""
         if self._sub is not None:
             self._sub.unsubscribe()  # buffered entries stay readable
-        self._stop.set()
+        with contextlib.suppress(RuntimeError):  # a second close(): already released
+            self._stop.release()
         if self._thread is not None:
             self._thread.join(timeout)
         if self._conn is not None:
@@ -191,10 +197,10 @@ class Forwarder:
         limit = self.batch_max * 64
         wait = self.interval
         while True:
-            # close() unsubscribes before it sets _stop, so once stopping
-            # the buffer takes no more and the drain below empties it.
+            # close() unsubscribes before it releases _stop, so once
+            # stopping the buffer takes no more and the drain below empties it.
             slept = time.monotonic()
-            stopping = self._stop.wait(wait)
+            stopping = self._stop.acquire(timeout=wait)
             slept = time.monotonic() - slept
             gathered = 0
             while True:
