@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -100,23 +101,35 @@ def check_reader(reader: SSEReader, count: int) -> None:
     assert sorted(e["model"] for e in reader.entries) == sorted(f"model-{i}" for i in range(count))
 
 
+@contextmanager
+def gateway_under_load(
+    kind: str, argv: list[str], port: int, name: str, app_dir: Path
+) -> Iterator[tuple[Server, Server, SSEReader, set[str]]]:
+    """The gateway started by ``argv`` on the log ``name``, ``serve
+    --shared`` on the same log with an SSE reader attached, then
+    ``REQUESTS`` requests sent: the gateway, the dashboard server, the
+    reader and the pids of the workers that served. Both servers run until
+    the block ends."""
+    with Server(kind, argv, app_dir, port=port, env={"E2E_LOG": name}, cwd=app_dir) as gw:
+        gw.wait_ready()
+        # serve needs the log to exist, which the first worker's import
+        # (or the preloading master's) did.
+        with serve_shared(name, app_dir) as dash:
+            dash.wait_ready()
+            reader = SSEReader(dash.base, expect=REQUESTS, timeout=60)
+            yield gw, dash, reader, send_requests(gw.base, REQUESTS)
+
+
 def test_uvicorn_workers_one_log(name: str, app_dir: Path) -> None:
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "e2e_app:app", "--workers", "2",
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
-    with Server("uvicorn", argv, app_dir, port=port, env={"E2E_LOG": name}, cwd=app_dir) as gw:
-        gw.wait_ready()
-        # Both workers have opened the log by now only if both answered;
-        # serve needs it to exist, which the first worker's import did.
-        with serve_shared(name, app_dir) as dash:
-            dash.wait_ready()
-            reader = SSEReader(dash.base, expect=REQUESTS, timeout=60)
-            pids = send_requests(gw.base, REQUESTS)
-            assert len(pids) == 2, f"one worker served every request: {pids}"
-            check_reader(reader, REQUESTS)
-            stats_from_every_worker(gw.base, 2, REQUESTS)
-            r = httpx.get(dash.base + PREFIX + "/stats", headers=AUTH, timeout=10)
-            assert r.json()["published"] == REQUESTS
+    with gateway_under_load("uvicorn", argv, port, name, app_dir) as (gw, dash, reader, pids):
+        assert len(pids) == 2, f"one worker served every request: {pids}"
+        check_reader(reader, REQUESTS)
+        stats_from_every_worker(gw.base, 2, REQUESTS)
+        r = httpx.get(dash.base + PREFIX + "/stats", headers=AUTH, timeout=10)
+        assert r.json()["published"] == REQUESTS
 
 
 def test_gunicorn_preload_with_worker_recycling(name: str, app_dir: Path) -> None:
@@ -129,14 +142,9 @@ def test_gunicorn_preload_with_worker_recycling(name: str, app_dir: Path) -> Non
             "-k", "uvicorn.workers.UvicornWorker", "--bind", f"127.0.0.1:{port}",
             "--max-requests", "25", "--max-requests-jitter", "0",
             "--graceful-timeout", "5", "--log-level", "warning"]  # fmt: skip
-    with Server("gunicorn", argv, app_dir, port=port, env={"E2E_LOG": name}, cwd=app_dir) as gw:
-        gw.wait_ready()
-        with serve_shared(name, app_dir) as dash:
-            dash.wait_ready()
-            reader = SSEReader(dash.base, expect=REQUESTS, timeout=60)
-            pids = send_requests(gw.base, REQUESTS)
-            # 120 requests, 25 a worker: at least four workers served.
-            assert len(pids) >= 4, f"no worker was recycled: {pids}"
-            check_reader(reader, REQUESTS)
-            # /stats (counted by max-requests too) from the current workers.
-            stats_from_every_worker(gw.base, 2, REQUESTS)
+    with gateway_under_load("gunicorn", argv, port, name, app_dir) as (gw, _dash, reader, pids):
+        # 120 requests, 25 a worker: at least four workers served.
+        assert len(pids) >= 4, f"no worker was recycled: {pids}"
+        check_reader(reader, REQUESTS)
+        # /stats (counted by max-requests too) from the current workers.
+        stats_from_every_worker(gw.base, 2, REQUESTS)
