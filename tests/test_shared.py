@@ -251,6 +251,39 @@ def test_stalled_writer_is_skipped_in_process(c_impl: ModuleType, name: str) -> 
         assert not b.subscribe(since_seq=3).history_gap
 
 
+def test_ring_stats_never_run_ahead_of_delivery(c_impl: ModuleType, name: str) -> None:
+    """Every seq ring_stats() says the pump went past is, at that moment,
+    in a subscription's buffer or counted lost or skipped: a reader may stop
+    once ``next_seq`` passes the last seq and its buffer is empty. The pump
+    copies records without the GIL, while this thread reads the stats; its
+    position must not show before what it copied is delivered."""
+    total = 50_000
+    with c_impl.SharedOpsLogBroadcaster(name, history_cap=1 << 16, record_size=256) as b:
+        sub = b.subscribe(buf_size=1 << 17)
+
+        def publish() -> None:
+            for i in range(total):
+                b.publish(c_impl.OpsLogEntry(status=200, user_id=i))
+
+        writer = threading.Thread(target=publish)
+        writer.start()
+        received, looks, ahead = 0, 0, []
+        deadline = time.monotonic() + HANG
+        while time.monotonic() < deadline:
+            st = b.ring_stats()
+            received += len(sub.drain())
+            looks += 1
+            went_past = st["next_seq"] - 1
+            if received + st["lost"] + st["skipped"] < went_past:
+                ahead.append((went_past, received, st["lost"], st["skipped"]))
+            if went_past == total:
+                break
+        writer.join()
+        assert went_past == total, f"the pump did not finish: {st}"
+        assert ahead == [], f"{len(ahead)} of {looks} looks ran ahead, first {ahead[:3]}"
+        assert received == total and sub.dropped == 0
+
+
 def test_snapshot_without_the_gil_lets_others_run(c_impl: ModuleType, name: str) -> None:
     with c_impl.SharedOpsLogBroadcaster(name, history_cap=20_000, record_size=256) as b:
         for i in range(20_000):

@@ -244,6 +244,15 @@ cdef void _publish_seq(OpsLogBroadcaster b, OpsLogEntry e, int64_t seq):
     b.publish(e)
 
 
+cdef struct _PumpCursor:
+    uint64_t next               # the next seq the pump delivers
+    int64_t lost                # records overwritten before this process read them
+    int64_t skipped             # records never committed in time, or torn
+    uint64_t stall_seq          # the uncommitted record being waited for
+    int64_t stall_since_us
+    uint64_t stall_claimed      # the newest claimed seq when that wait began
+
+
 @cython.final
 cdef class SharedOpsLogBroadcaster:
     """A broadcaster over the shared-memory log ``name``: the same API as
@@ -256,15 +265,12 @@ cdef class SharedOpsLogBroadcaster:
     cdef OpsLogBroadcaster _local
     cdef int _users                   # sections using the mapping without the GIL
     cdef bint _closed
-    # The pump: the next seq it delivers, its copy buffer, what it missed.
-    cdef uint64_t _next
+    # The pump: where it is (changed only with the GIL, once a pass has
+    # delivered what it went past, so ring_stats() never runs ahead of the
+    # subscriptions), its copy buffer.
+    cdef _PumpCursor _cur
     cdef fol_record* _batch
-    cdef uint64_t _stall_seq
-    cdef int64_t _stall_since_us
-    cdef uint64_t _stall_claimed      # the newest claimed seq when that wait began
     cdef int64_t _skip_after_us
-    cdef readonly int64_t lost       # records overwritten before this process read them
-    cdef readonly int64_t skipped    # records never committed in time, or torn
     cdef object _pump                 # its thread, or None
     cdef object _pump_lock            # serializes passes of the pump
     cdef object _subs                 # this process's subscriptions, for close()
@@ -572,9 +578,9 @@ cdef class SharedOpsLogBroadcaster:
             "history_cap": h.capacity,
             "record_size": h.record_size,
             "created": self.created,
-            "lost": self.lost,
-            "skipped": self.skipped,
-            "next_seq": self._next,
+            "lost": self._cur.lost,
+            "skipped": self._cur.skipped,
+            "next_seq": self._cur.next,
         }
 
     def close(self):
@@ -620,9 +626,9 @@ cdef class SharedOpsLogBroadcaster:
                 self._batch = <fol_record*>PyMem_RawMalloc(_PUMP_BATCH * self._h.record_size)
                 if self._batch == NULL:
                     raise MemoryError()
-            if self._next == 0:
+            if self._cur.next == 0:
                 newest = fol_claimed(self._h)
-                self._next = newest - self._h.capacity + 1 if newest > self._h.capacity else 1
+                self._cur.next = newest - self._h.capacity + 1 if newest > self._h.capacity else 1
             while self._pump_once():
                 pass
             self._pump = threading.Thread(
@@ -634,7 +640,8 @@ cdef class SharedOpsLogBroadcaster:
         """One pass: copy what is committed (without the GIL), deliver it.
         The number of records it went past (delivered, lost or skipped)."""
         cdef Py_ssize_t n, i
-        cdef uint64_t start = self._next
+        cdef _PumpCursor cur = self._cur
+        cdef uint64_t start = cur.next
         cdef uint32_t size
         cdef fol_record* r
         cdef OpsLogEntry e
@@ -645,29 +652,31 @@ cdef class SharedOpsLogBroadcaster:
         try:
             with nogil:
                 # Safe without the GIL: reads the mapping, which _users keeps
-                # mapped, and the pump's buffer, position and counters, which
-                # only the holder of _pump_lock touches. Worth it: the copy
-                # and checks of a batch take tens of microseconds that the
-                # process's event loop gets; waiting for the GIL back delays
-                # only the pump (a few ms at worst, inside the latency
-                # budget), never a publish.
-                n = self._collect()
+                # mapped, and writes the pump's buffer, which only the holder
+                # of _pump_lock touches, and ``cur``, a local copy. Worth it:
+                # the copy and checks of a batch take tens of microseconds
+                # that the process's event loop gets; waiting for the GIL
+                # back delays only the pump (a few ms at worst, inside the
+                # latency budget), never a publish.
+                n = self._collect(&cur)
             for i in range(n):
                 r = <fol_record*>(<char*>self._batch + i * size)
                 e = _decode(r)
                 if e is None:
-                    self.skipped += 1
+                    cur.skipped += 1
                     continue
                 # The record's seq is in its stamp (2 * seq).
                 _publish_seq(self._local, e, r.stamp >> 1)
         finally:
             self._release_user()
-        return self._next - start
+            # Only now: everything ``cur`` went past is delivered or counted.
+            self._cur = cur
+        return cur.next - start
 
-    cdef Py_ssize_t _collect(self) noexcept nogil:
-        """Copy committed records from ``_next`` on into ``_batch``, in seq
-        order; count those lost (lapped) or skipped (a writer that did not
-        commit within the skip time, or a torn record)."""
+    cdef Py_ssize_t _collect(self, _PumpCursor* cur) noexcept nogil:
+        """Copy committed records from ``cur.next`` on into ``_batch``, in
+        seq order; count those lost (lapped) or skipped (a writer that did
+        not commit within the skip time, or a torn record)."""
         cdef fol_header* h = self._h
         cdef Py_ssize_t n = 0
         cdef fol_record* out
@@ -676,24 +685,24 @@ cdef class SharedOpsLogBroadcaster:
         cdef int64_t now
         while n < _PUMP_BATCH:
             out = <fol_record*>(<char*>self._batch + n * h.record_size)
-            got = fol_read(h, self._next, out)
+            got = fol_read(h, cur.next, out)
             if got == 1:
                 n += 1
-                self._next += 1
+                cur.next += 1
             elif got == -1:
                 # Lapped: everything older than the ring's oldest is gone.
                 newest = fol_claimed(h)
                 oldest = newest - h.capacity + 1 if newest > h.capacity else 1
-                if oldest <= self._next:
-                    oldest = self._next + 1
-                self.lost += oldest - self._next
-                self._next = oldest
+                if oldest <= cur.next:
+                    oldest = cur.next + 1
+                cur.lost += oldest - cur.next
+                cur.next = oldest
             elif got == -2:
-                self.skipped += 1
-                self._next += 1
+                cur.skipped += 1
+                cur.next += 1
             else:
                 newest = fol_claimed(h)
-                if self._next > newest:
+                if cur.next > newest:
                     break  # caught up
                 # Claimed, not committed: wait for its writer, at most the
                 # skip time, then go past it. A record already claimed when
@@ -701,15 +710,15 @@ cdef class SharedOpsLogBroadcaster:
                 # least that long: its wait goes on from there, so k dead
                 # writers cost one skip time, not k.
                 now = _now_us()
-                if self._stall_seq != self._next:
-                    if self._next > self._stall_claimed:
-                        self._stall_since_us = now
-                        self._stall_claimed = newest
-                    self._stall_seq = self._next
-                if now - self._stall_since_us < self._skip_after_us:
+                if cur.stall_seq != cur.next:
+                    if cur.next > cur.stall_claimed:
+                        cur.stall_since_us = now
+                        cur.stall_claimed = newest
+                    cur.stall_seq = cur.next
+                if now - cur.stall_since_us < self._skip_after_us:
                     break
-                self.skipped += 1
-                self._next += 1
+                cur.skipped += 1
+                cur.next += 1
         return n
 
     def _claim_and_abandon(self, entry):
