@@ -508,10 +508,13 @@ def test_from_dict_needs_a_dict(impl, data):
 
 def json_lines_entries(impl):
     """Entries whose JSON takes every path: plain, escaped, non-ASCII,
-    every field set, Go's zero time."""
+    every field set, Go's zero time; eight to a second (the compiled
+    renderer reuses a second's date and time), around 1970 too."""
     return [
         impl.OpsLogEntry(time=T0 + i / 8, path=f"/v1/{i}", status=200 + i % 5, latency_ms=i)
         for i in range(40)
+    ] + [
+        impl.OpsLogEntry(time=t, path="/a<b>&\"c\"") for t in (-1.5, -1.25, -0.5, 0.25, 0.75)
     ] + [
         impl.OpsLogEntry(path="ü<\u2028\ud800\n", error_message='"x"', model="m" * 300, stream=True),
         impl.OpsLogEntry(account_id=-1, upstream_status=502),

@@ -193,9 +193,7 @@ cdef class OpsLogEntry:
 
     cdef str _render(self):
         cdef _Buf b
-        b.data = NULL
-        b.length = 0
-        b.cap = 0
+        _buf_init(&b)
         try:
             self._render_into(&b)
             return PyUnicode_DecodeUTF8(b.data, b.length, NULL)
@@ -240,10 +238,10 @@ cdef class OpsLogEntry:
         cdef Py_ssize_t i, size
         cdef const char* utf8
         cdef OpsLogEntry entry
-        b.data = NULL
-        b.length = 0
-        b.cap = 0
+        _buf_init(&b)
         try:
+            # Room for the usual entry (130 to 300 bytes) up front.
+            _reserve(&b, 256 * len(entries))
             for i in range(len(entries)):
                 if i:
                     _put(&b, b'\n', 1)

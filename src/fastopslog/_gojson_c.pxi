@@ -5,8 +5,21 @@ cdef struct _Buf:
     char* data
     Py_ssize_t length
     Py_ssize_t cap
+    # "YYYY-MM-DDTHH:MM:SS" of ``second`` (when ``stamped``): a batch's
+    # entries mostly fall in one second, and the calendar arithmetic was
+    # the largest part of rendering one.
+    bint stamped
+    int64_t second
+    char stamp[19]
 
 cdef const char* _HEX = b"0123456789abcdef"
+
+
+cdef inline void _buf_init(_Buf* b) noexcept:
+    b.data = NULL
+    b.length = 0
+    b.cap = 0
+    b.stamped = False
 
 
 cdef int _reserve(_Buf* b, Py_ssize_t extra) except -1:
@@ -49,6 +62,11 @@ cdef int _put_int(_Buf* b, int64_t value) except -1:
     return _put(b, &digits[24 - n], n)
 
 
+cdef inline bint _plain(unsigned int c) noexcept:
+    """An ASCII code Go writes as is: not a control, '"', '\\', '<', '>' or '&'."""
+    return 0x20 <= c < 0x80 and c != 0x22 and c != 0x5C and c != 0x3C and c != 0x3E and c != 0x26
+
+
 cdef int _put_string(_Buf* b, str text) except -1:
     """``text`` quoted as Go's encoder writes it: HTML characters, U+2028,
     U+2029 and C0 controls escaped, a lone surrogate as U+FFFD, the rest as
@@ -63,11 +81,18 @@ cdef int _put_string(_Buf* b, str text) except -1:
     out = b.data + b.length
     out[0] = b'"'
     out += 1
-    for i in range(n):
+    i = 0
+    if PyUnicode_IS_ASCII(text):
+        # Paths, models and methods are ASCII that needs no escape: the
+        # plain head is copied in one go, the loop below takes the rest.
+        while i < n and _plain(PyUnicode_READ(kind, data, i)):
+            i += 1
+        memcpy(out, data, i)
+        out += i
+    for i in range(i, n):
         c = PyUnicode_READ(kind, data, i)
         if c < 0x80:
-            # Safe as is: not a control, '"', '\\', '<', '>' or '&'.
-            if c >= 0x20 and c != 0x22 and c != 0x5C and c != 0x3C and c != 0x3E and c != 0x26:
+            if _plain(c):
                 out[0] = <char>c
                 out += 1
                 continue
@@ -136,15 +161,13 @@ cdef inline char* _digits(char* out, unsigned int value, int width) noexcept:
 
 
 @cython.cdivision(False)
-cdef int _put_time(_Buf* b, int64_t us) except -1:
-    """RFC 3339 in UTC with Go's trimmed fraction. The date comes from days
-    since the epoch by Howard Hinnant's ``civil_from_days``; ``//`` and
-    ``%`` floor here, as in Python, so times before 1970 work. Digits are
-    written by hand: snprintf was most of an entry's render time. Years
-    are 1 to 9999 (``time_to_us`` refuses others), so four digits hold
-    one."""
-    cdef int64_t seconds = us // 1000000
-    cdef int64_t fraction = us % 1000000
+cdef void _stamp(char* out, int64_t seconds) noexcept:
+    """``seconds`` since the epoch as "YYYY-MM-DDTHH:MM:SS" (19 bytes) in
+    UTC. The date comes from days since the epoch by Howard Hinnant's
+    ``civil_from_days``; ``//`` and ``%`` floor here, as in Python, so
+    times before 1970 work. Digits are written by hand: snprintf was most
+    of an entry's render time. Years are 1 to 9999 (``time_to_us``
+    refuses others), so four digits hold one."""
     cdef int64_t days = seconds // 86400
     cdef int64_t in_day = seconds % 86400
     cdef int64_t z = days + 719468
@@ -156,9 +179,6 @@ cdef int _put_time(_Buf* b, int64_t us) except -1:
     cdef int64_t day = doy - (153 * mp + 2) // 5 + 1
     cdef int64_t month = mp + 3 if mp < 10 else mp - 9
     cdef int64_t year = yoe + era * 400 + (1 if month <= 2 else 0)
-    # "YYYY-MM-DDTHH:MM:SS.ffffffZ": 27 bytes at most.
-    _reserve(b, 27)
-    cdef char* out = b.data + b.length
     out = _digits(out, <unsigned int>year, 4)
     out[0] = b'-'
     out = _digits(out + 1, <unsigned int>month, 2)
@@ -169,7 +189,23 @@ cdef int _put_time(_Buf* b, int64_t us) except -1:
     out[0] = b':'
     out = _digits(out + 1, <unsigned int>(in_day // 60 % 60), 2)
     out[0] = b':'
-    out = _digits(out + 1, <unsigned int>(in_day % 60), 2)
+    _digits(out + 1, <unsigned int>(in_day % 60), 2)
+
+
+@cython.cdivision(False)
+cdef int _put_time(_Buf* b, int64_t us) except -1:
+    """RFC 3339 in UTC with Go's trimmed fraction."""
+    cdef int64_t seconds = us // 1000000
+    cdef int64_t fraction = us % 1000000
+    if not b.stamped or b.second != seconds:
+        _stamp(b.stamp, seconds)
+        b.second = seconds
+        b.stamped = True
+    # "YYYY-MM-DDTHH:MM:SS.ffffffZ": 27 bytes at most.
+    _reserve(b, 27)
+    cdef char* out = b.data + b.length
+    memcpy(out, b.stamp, 19)
+    out += 19
     if fraction:
         out[0] = b'.'
         out = _digits(out + 1, <unsigned int>fraction, 6)

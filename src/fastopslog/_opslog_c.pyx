@@ -122,6 +122,8 @@ cdef extern from "Python.h":
     void _decref "Py_DECREF"(PyObject*)
     # Steals the reference ``item`` stands for.
     void _list_steal "PyList_SET_ITEM"(object lst, Py_ssize_t i, PyObject* item)
+    # A str all of whose code points are ASCII (Cython declares no such macro).
+    bint PyUnicode_IS_ASCII(str text)
 
 cdef object _EMPTY = _waiting.EMPTY
 cdef double _TIME_MIN_S = TIME_MIN_US / 1e6
