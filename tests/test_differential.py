@@ -1017,6 +1017,41 @@ def test_entry_crossing(
     check_same_entry(ep, ec, C)  # unchanged either way
 
 
+# Times that share seconds, on both sides of 1970 too, so that one batch
+# both reuses and renews the compiled renderer's cached second.
+batch_time = st.one_of(
+    good_time.filter(lambda t: t != TIME_LO),  # Go's zero time: refused, as unset
+    st.sampled_from([-1.5, -1.25, -0.5, 0.25, 0.75, 1.5, 1_600_000_000.1, 1_600_000_000.9]),
+)
+
+
+@settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batch=st.lists(
+        st.tuples(
+            st.fixed_dictionaries(
+                {}, optional={name: _good_value(name) for name in ENTRY_FIELD_NAMES} | {"time": batch_time}
+            ),
+            st.booleans(),
+        ),
+        max_size=12,
+    ),
+)
+def test_json_lines_crossing(C: ModuleType, batch: list[tuple[dict[str, Any], bool]]) -> None:
+    """The forwarder's batch rendering (``_json_lines``) is each entry's
+    ``to_json()`` on its own line, in both, whatever the entries and
+    whichever of them were rendered before."""
+    ps = [P.OpsLogEntry(**kw) for kw, _ in batch]
+    cs = [C.OpsLogEntry(**kw) for kw, _ in batch]
+    for ep, ec, (_, cached) in zip(ps, cs, batch, strict=True):
+        if cached:
+            ep.to_json()
+            ec.to_json()
+    lines_c = C.OpsLogEntry._json_lines(cs)
+    lines_p = P.OpsLogEntry._json_lines(ps)
+    assert lines_c == lines_p == "\n".join(e.to_json() for e in ps).encode()
+
+
 @settings(deadline=None, max_examples=100)
 @given(name=st.sampled_from(("time", *INT_FIELDS)), value=st.sampled_from(BEYOND_INT64))
 def test_int64_overflow_in_both(C: ModuleType, name: str, value: int) -> None:
