@@ -5,10 +5,9 @@ cdef struct _Buf:
     char* data
     Py_ssize_t length
     Py_ssize_t cap
-    # "YYYY-MM-DDTHH:MM:SS" of ``second`` (when ``stamped``): a batch's
-    # entries mostly fall in one second, and the calendar arithmetic was
-    # the largest part of rendering one.
-    bint stamped
+    # "YYYY-MM-DDTHH:MM:SS" of ``second`` (INT64_MIN, no time's second,
+    # until the first): a batch's entries mostly fall in one second, and
+    # the calendar arithmetic was the largest part of rendering one.
     int64_t second
     char stamp[19]
 
@@ -19,7 +18,7 @@ cdef inline void _buf_init(_Buf* b) noexcept:
     b.data = NULL
     b.length = 0
     b.cap = 0
-    b.stamped = False
+    b.second = INT64_MIN
 
 
 cdef int _reserve(_Buf* b, Py_ssize_t extra) except -1:
@@ -197,10 +196,9 @@ cdef int _put_time(_Buf* b, int64_t us) except -1:
     """RFC 3339 in UTC with Go's trimmed fraction."""
     cdef int64_t seconds = us // 1000000
     cdef int64_t fraction = us % 1000000
-    if not b.stamped or b.second != seconds:
+    if b.second != seconds:
         _stamp(b.stamp, seconds)
         b.second = seconds
-        b.stamped = True
     # "YYYY-MM-DDTHH:MM:SS.ffffffZ": 27 bytes at most.
     _reserve(b, 27)
     cdef char* out = b.data + b.length

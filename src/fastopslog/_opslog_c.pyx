@@ -81,7 +81,7 @@ from cpython.unicode cimport (
 )
 from cpython.list cimport PyList_New
 from libc.math cimport floor
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport INT64_MIN, int64_t, uint64_t
 from libc.string cimport memcmp, memcpy
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
